@@ -1,0 +1,174 @@
+"""Conditions written the way runbooks say them: ``< 0.3``, ``== 0``, ``between 1 and 5``.
+
+A condition never does I/O. It parses once, at configuration time, and then judges values:
+``Condition.parse("< 0.3").check(1.42)`` is False, and ``describe("p95", 1.42)`` reads
+``p95 (1.42) < 0.3``. A value it cannot judge (missing, NaN, a word where a number belongs)
+raises ``Unmeasurable``, which the check reports as an error, never as a pass.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+_COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+_WORDS = ("between", "equals", "contains", "matches", "in", "exists")
+_HELP = (
+    "write a comparison such as '< 0.3', '<= 5', '== 0', '!= error', '>= 1', "
+    "'between 1 and 5', 'equals ok', 'contains json', 'matches ^2..$', 'in [200, 204]' or 'exists'"
+)
+
+
+class Unmeasurable(Exception):
+    """The observed value cannot be judged (missing, NaN, infinite, wrong type)."""
+
+
+def _operand(text: str) -> Any:
+    """A YAML scalar: ``0.3`` -> 0.3, ``ok`` -> 'ok', ``true`` -> True, ``[1, 2]`` -> list."""
+    text = text.strip()
+    if not text:
+        raise ValueError("the condition has no value to compare with")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"cannot read the value {text!r}: {exc}") from exc
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float when it is numeric (numbers or numeric strings)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if math.isnan(number) or math.isinf(number):
+        raise Unmeasurable(f"the value is {value} (not a finite number)")
+    return number
+
+
+def format_value(value: Any) -> str:
+    """A short readable rendering of an observed value."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        return f'"{value}"' if len(value) <= 80 else f'"{value[:77]}..."'
+    if value is None:
+        return "null"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A parsed condition: an operator and its operand(s)."""
+
+    text: str
+    op: str
+    operand: Any = None
+    upper: Any = None
+
+    @classmethod
+    def parse(cls, text: Any) -> Condition:
+        """Parse a condition string; raise ValueError naming the accepted forms."""
+        if isinstance(text, Condition):
+            return text
+        if not isinstance(text, str):
+            raise ValueError(f"a condition is a string, got {text!r}: {_HELP}")
+        source = text.strip()
+        for symbol in _COMPARATORS:
+            if source.startswith(symbol):
+                return cls(source, symbol, _operand(source[len(symbol):]))
+        word, _, rest = source.partition(" ")
+        if word == "between":
+            match = re.fullmatch(r"(.+?)\s+and\s+(.+)", rest.strip())
+            if not match:
+                raise ValueError(f"{text!r}: write 'between LOW and HIGH'")
+            low, high = _operand(match.group(1)), _operand(match.group(2))
+            if _number(low) is None or _number(high) is None or float(low) > float(high):
+                raise ValueError(f"{text!r}: LOW and HIGH must be numbers with LOW <= HIGH")
+            return cls(source, "between", float(low), float(high))
+        if word == "exists" and not rest.strip():
+            return cls(source, "exists")
+        if word == "matches":
+            try:
+                re.compile(rest.strip())
+            except re.error as exc:
+                raise ValueError(f"{text!r}: the regular expression is invalid ({exc})") from exc
+            return cls(source, "matches", rest.strip())
+        if word == "in":
+            values = _operand(rest)
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{text!r}: write 'in [A, B, ...]'")
+            return cls(source, "in", values)
+        if word in ("equals", "contains"):
+            return cls(source, "==" if word == "equals" else "contains", _operand(rest))
+        raise ValueError(f"{text!r} is not a condition: {_HELP}")
+
+    def check(self, value: Any) -> bool:
+        """Whether ``value`` satisfies the condition; Unmeasurable when it cannot be judged."""
+        if self.op == "exists":
+            return value is not None
+        if value is None:
+            raise Unmeasurable("no value was observed")
+        if self.op == "between":
+            number = self._require_number(value)
+            return self.operand <= number <= self.upper
+        if self.op == "matches":
+            return re.search(self.operand, str(value)) is not None
+        if self.op == "contains":
+            haystack = value if isinstance(value, list | dict) else str(value)
+            needle = self.operand if isinstance(haystack, list | dict) else str(self.operand)
+            return needle in haystack
+        if self.op == "in":
+            return any(self._equal(value, item) for item in self.operand)
+        if self.op in ("==", "!="):
+            equal = self._equal(value, self.operand)
+            return equal if self.op == "==" else not equal
+        number = self._require_number(value)
+        bound = _number(self.operand)
+        if bound is None:
+            raise Unmeasurable(f"cannot order against the non-number {self.operand!r}")
+        return _COMPARATORS[self.op](number, bound)
+
+    def describe(self, label: str, value: Any) -> str:
+        """``label (observed) condition``, the line shown beside every outcome."""
+        return f"{label} ({format_value(value)}) {self.text}"
+
+    @staticmethod
+    def _require_number(value: Any) -> float:
+        number = _number(value)
+        if number is None:
+            raise Unmeasurable(f"expected a number, observed {format_value(value)}")
+        return number
+
+    @staticmethod
+    def _equal(value: Any, expected: Any) -> bool:
+        observed_number, expected_number = _number(value), _number(expected)
+        if observed_number is not None and expected_number is not None:
+            return observed_number == expected_number
+        if isinstance(expected, bool) or isinstance(value, bool):
+            return value is expected or str(value).lower() == str(expected).lower()
+        return value == expected or str(value) == str(expected)
+
+
+def is_condition_word(text: str) -> bool:
+    """Whether ``text`` starts like a condition (used in error messages)."""
+    return text.strip().startswith(tuple(_COMPARATORS)) or text.split(" ")[0] in _WORDS

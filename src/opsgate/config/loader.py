@@ -1,0 +1,206 @@
+"""Load an environment file: parse with lines, expand secrets, validate, cross-check references.
+
+Every problem becomes one sentence ``FILE:LINE: KEY: what is wrong (and what to do)``; all of
+them are raised together as one ConfigError before any check runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from opsgate.config.schema import Environment, HttpCheck, PromqlCheck, SqlCheck
+from opsgate.config.secrets import MissingVariable, expand
+from opsgate.config.yamlmap import DuplicateKey, Path, line_of, load_with_lines
+from opsgate.errors import ConfigError
+
+ENVIRONMENTS_DIR = FsPath("fixtures") / "environments"
+
+
+@dataclass(frozen=True)
+class LoadedEnvironment:
+    """A validated environment with what the run needs besides the model."""
+
+    environment: Environment
+    path: FsPath
+    secrets: frozenset[str] = field(default_factory=frozenset)
+    fingerprint: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.environment.name
+
+
+def resolve_environment_path(name_or_path: str, root: FsPath) -> FsPath:
+    """A path as given, or ``fixtures/environments/NAME.yaml`` under ``root``."""
+    given = FsPath(name_or_path)
+    if given.suffix in (".yaml", ".yml") or given.is_file():
+        if given.is_file():
+            return given
+        raise ConfigError([f"--env {name_or_path}: no such file"])
+    directory = root / ENVIRONMENTS_DIR
+    for suffix in (".yaml", ".yml"):
+        candidate = directory / f"{name_or_path}{suffix}"
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in directory.glob("*.y*ml")) if directory.is_dir() else []
+    hint = f"known environments: {', '.join(known)}" if known else f"no files in {directory}"
+    raise ConfigError([f"--env {name_or_path}: unknown environment ({hint}); "
+                       "give a name from that list or a path to a YAML file"])
+
+
+def load_environment(path: FsPath, environ: Mapping[str, str] | None = None) -> LoadedEnvironment:
+    """Load and validate ``path``; raise ConfigError listing every problem."""
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the environment file ({exc.strerror})"]) from exc
+    try:
+        raw, lines = load_with_lines(text)
+    except DuplicateKey as exc:
+        raise ConfigError([f"{path}:{exc.line}: {_key(exc.path)}: the key appears twice; "
+                           "keep one"]) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: the file is not valid YAML ({problem})"]) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}:1: the file must be a mapping with 'targets', 'checks', ..."])
+    raw.setdefault("name", path.stem.removesuffix(".example"))
+
+    secrets: set[str] = set()
+    missing: list[MissingVariable] = []
+    data = expand(raw, environ, secrets, missing)
+    problems = [
+        f"{path}:{line_of(lines, m.path)}: {_key(m.path)}: environment variable {m.name} is not "
+        f"set; export {m.name} before running"
+        for m in missing
+    ]
+    if problems:
+        raise ConfigError(problems)
+    try:
+        environment = Environment.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_problems(exc, raw, lines, path)) from None
+    problems = [f"{path}:{line_of(lines, where)}: {_key(where)}: {what}"
+                for where, what in cross_check(environment)]
+    if problems:
+        raise ConfigError(problems)
+    fingerprint = hashlib.sha256(text.encode()).hexdigest()
+    return LoadedEnvironment(environment, path, frozenset(secrets), fingerprint)
+
+
+def cross_check(env: Environment) -> list[tuple[Path, str]]:
+    """References between sections: ids unique, targets and checklists that exist."""
+    problems: list[tuple[Path, str]] = []
+    seen: dict[str, int] = {}
+    for index, check in enumerate(env.checks):
+        here: Path = ("checks", index)
+        if check.id in seen:
+            problems.append(((*here, "id"), f"duplicate check id {check.id!r} "
+                             f"(also checks[{seen[check.id]}]); ids must be unique"))
+        seen.setdefault(check.id, index)
+        for position, name in enumerate(check.checklists):
+            if name not in env.checklists:
+                problems.append(((*here, "checklists", position),
+                                 f"unknown checklist {name!r}; declare it under 'checklists:' "
+                                 f"(declared: {_names(env.checklists)})"))
+        problems.extend(((*here, *key), what) for key, what in _target_problems(env, check))
+    return problems
+
+
+def _target_problems(env: Environment, check: Any) -> list[tuple[Path, str]]:
+    if isinstance(check, HttpCheck):
+        return _named(check.target, env.targets.http, "target", "targets.http")
+    if isinstance(check, SqlCheck):
+        return _named(check.database, env.targets.databases, "database", "targets.databases")
+    if isinstance(check, PromqlCheck) and env.targets.prometheus is None:
+        return [(("kind",), "a promql check needs 'targets.prometheus.url'")]
+    return []
+
+
+def _named(name: str | None, known: dict[str, Any], key: str,
+           section: str) -> list[tuple[Path, str]]:
+    if name is None:
+        if len(known) == 1:
+            return []
+        if not known:
+            return [(("kind",), f"this check needs a target under '{section}'")]
+        return [(("kind",), f"several {section} are declared; name one with "
+                 f"'{key}:' ({_names(known)})")]
+    if name not in known:
+        return [((key,), f"unknown {key} {name!r}; declared under '{section}': {_names(known)}")]
+    return []
+
+
+def _names(mapping: dict[str, Any]) -> str:
+    return ", ".join(sorted(mapping)) or "none"
+
+
+def _validation_problems(exc: ValidationError, raw: Any,
+                         lines: dict[Path, int], path: FsPath) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = _data_path(raw, error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key; remove it or check its spelling"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        elif error["type"] == "union_tag_invalid":
+            where, message = (*where, "kind"), "unknown kind; use one of http, sql, promql"
+        elif error["type"] == "union_tag_not_found":
+            message = "the check has no 'kind'; use one of http, sql, promql"
+        problems.append(f"{path}:{line_of(lines, where)}: {_key(where, raw)}: {message}")
+    return problems
+
+
+def _data_path(raw: Any, loc: tuple[Any, ...]) -> Path:
+    """The path into the file for a pydantic ``loc`` (dropping union tags it inserts)."""
+    node, result = raw, []
+    for part in loc:
+        if _has(node, part):
+            node = node[part]
+        elif isinstance(node, dict) and part in ("http", "sql", "promql", "function-after"):
+            continue
+        else:
+            node = None
+        result.append(part)
+    return tuple(result)
+
+
+def _has(node: Any, part: Any) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
+def _key(path: Path, raw: Any = None) -> str:
+    """``checks[2] (H4).expect.status`` for a path."""
+    text = ""
+    for index, part in enumerate(path):
+        if isinstance(part, int):
+            text += f"[{part}]"
+            if index == 1 and path[0] == "checks":
+                ident = _check_id(raw, part)
+                text += f" ({ident})" if ident else ""
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _check_id(raw: Any, index: int) -> str | None:
+    try:
+        ident = raw["checks"][index]["id"]
+    except (TypeError, KeyError, IndexError):
+        return None
+    return ident if isinstance(ident, str) else None

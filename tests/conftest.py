@@ -1,0 +1,8 @@
+"""Shared fixtures of the suite's own tests: real PostgreSQL, real Prometheus, the demo target."""
+
+pytest_plugins = [
+    "pytester",
+    "tests.support.postgres",
+    "tests.support.prometheus",
+    "tests.support.demo",
+]
