@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from opsgate.config.loader import LoadedEnvironment, load_environment, resolve_environment_path
+from opsgate.deadline import Deadline
 from opsgate.errors import ConfigError, ProbeError
 from opsgate.evaluate import evaluate
 from opsgate.evidence import EvidenceLog, check_record, iso, plain_record
@@ -24,6 +25,7 @@ from opsgate.outcome import Outcome
 from opsgate.redaction import Redactor
 from opsgate.run import RunInfo, default_operator, suite_revision
 from opsgate.runner import CheckCase, ProbeRunner
+from opsgate.scheduler import RunDeadlinePassed, Scheduler
 
 STATE = pytest.StashKey["RunState"]()
 CASE_RECORD = pytest.StashKey[dict]()
@@ -36,11 +38,14 @@ class CouldNotMeasure(Exception):
 class RunState:
     """Everything one opsgate run keeps between hooks."""
 
-    def __init__(self, info: RunInfo, directory: Path | None, redactor: Redactor):
+    def __init__(self, info: RunInfo, directory: Path | None, redactor: Redactor,
+                 run_deadline: float | None = None):
         self.info = info
         self.directory = directory
         self.redactor = redactor
         self.runner = ProbeRunner(info.run_id)
+        self.scheduler = Scheduler(self.runner, workers=_workers(info), run_deadline=(
+            Deadline(run_deadline) if run_deadline else None))
         self.log = EvidenceLog(directory) if directory else None
         self.selected = 0
         self.records: dict[str, dict[str, Any]] = {}
@@ -85,6 +90,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report-dir", default="reports", metavar="DIR",
                     help="where each run writes its own folder of report.html, evidence.json "
                          "and junit.xml (default: reports/)")
+    group.addoption("--run-deadline", default=None, metavar="DURATION", type=_duration_option,
+                    help="stop measuring after this long (e.g. 20m): checks not finished by "
+                         "then are not run, and the gate is BLOCKED (default: none)")
+
+
+def _duration_option(value: str) -> float:
+    from opsgate.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--run-deadline: {exc}") from None
+
+
+def _workers(info: RunInfo) -> int:
+    """Threads enough for every target's concurrency bound to be used at once."""
+    total = 0
+    for env in info.environments:
+        targets = env.environment.targets
+        total += sum(t.concurrency for t in targets.http.values())
+        total += sum(t.max_connections for t in targets.databases.values())
+        total += targets.prometheus.concurrency if targets.prometheus else 0
+    return max(4, min(total, 256))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -102,7 +130,7 @@ def pytest_configure(config: pytest.Config) -> None:
         for value in _sensitive_literals(env, redactor):
             redactor.add(value)
     directory = None if config.option.collectonly else _make_run_directory(config, info)
-    state = RunState(info, directory, redactor)
+    state = RunState(info, directory, redactor, config.getoption("run_deadline"))
     config.stash[STATE] = state
     config.pluginmanager.register(state, "opsgate-run")
     _quiet_and_redact_logging(redactor)
@@ -185,6 +213,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is None:
         return
+    state.scheduler.close()
     state.runner.close()
     factory = logging.getLogRecordFactory()
     if hasattr(factory, "opsgate_previous"):
@@ -232,15 +261,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _is_empty_parametrization(item: pytest.Item) -> bool:
-    callspec = getattr(item, "callspec", None)
-    return "opsgate_check" in getattr(item, "fixturenames", ()) and (
-        callspec is None or "opsgate_check" not in callspec.params)
+    return "opsgate_check" in getattr(item, "fixturenames", ()) and _case_of(item) is None
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is not None:
         state.selected = len(session.items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Start every selected check's probe now; each test then waits only for its own."""
+    state = session.config.stash.get(STATE, None)
+    if state is None or session.config.option.collectonly:
+        return
+    for item in session.items:
+        case = _case_of(item)
+        if case is not None:
+            state.scheduler.submit(item.nodeid, case)
+
+
+def _case_of(item: pytest.Item) -> CheckCase | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("opsgate_check") if callspec is not None else None
+    return case if isinstance(case, CheckCase) else None
 
 
 # ---------------------------------------------------------------- fixtures
@@ -254,7 +299,10 @@ def opsgate_check(request: pytest.FixtureRequest) -> CheckCase:
 def opsgate_outcome(request: pytest.FixtureRequest, opsgate_check: CheckCase) -> Outcome:
     """Probe and judge the check; a check that could not measure errors here, in setup."""
     state: RunState = request.config.stash[STATE]
-    outcome, record = run_case(state, opsgate_check, request.node.nodeid)
+    try:
+        outcome, record = run_case(state, opsgate_check, request.node.nodeid)
+    except RunDeadlinePassed as exc:
+        pytest.skip(f"not run: {exc}")
     request.node.stash[CASE_RECORD] = record
     state.records[request.node.nodeid] = record
     if outcome.status == "error":
@@ -276,12 +324,17 @@ def run_case(state: RunState, case: CheckCase, nodeid: str) -> tuple[Outcome, di
     started = utcnow()
     observation, asked, seen = None, {}, {}
     try:
-        observation = state.runner.observe(case)
+        observation = state.scheduler.result(nodeid, case)
         asked, seen = observation.asked, observation.seen
         outcome = evaluate(case.check, observation)
     except ProbeError as exc:
         asked, seen = exc.asked, exc.seen
         outcome = Outcome("error", str(exc), reason=exc.reason)
+    except (RunDeadlinePassed, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a bug in a probe must not look like a measurement
+        outcome = Outcome("error", f"internal error while probing: {type(exc).__name__}: {exc}",
+                          reason="internal")
     record = check_record(
         ident=case.check.id, environment=case.env.name, check=case.check, outcome=outcome,
         observation=observation, asked=asked, seen=seen, started_at=started,

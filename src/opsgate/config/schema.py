@@ -38,6 +38,8 @@ class HttpTarget(Strict):
     headers: dict[str, str] = {}
     timeout: Duration = 10.0
     verify_tls: bool = True
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    retries: Annotated[int, Field(ge=0, le=2)] = 2
 
 
 class DatabaseTarget(Strict):
@@ -46,6 +48,7 @@ class DatabaseTarget(Strict):
     statement_timeout: Duration = 5.0
     lock_timeout: Duration = 1.0
     idle_in_transaction_timeout: Duration = 10.0
+    max_connections: Annotated[int, Field(ge=1, le=2)] = 2
 
     @field_validator("url")
     @classmethod
@@ -67,6 +70,7 @@ class PrometheusTarget(Strict):
     url: Annotated[str, Field(pattern=r"^https?://")]
     headers: dict[str, str] = {}
     timeout: Duration = 10.0
+    concurrency: Annotated[int, Field(ge=1, le=16)] = 4
 
 
 class Targets(Strict):
@@ -124,6 +128,7 @@ class CheckBase(Strict):
     description: str = ""
     checklists: list[str] = []
     severity: Severity = "high"
+    timeout: Duration | None = None
 
 
 class HttpCheck(CheckBase):

@@ -1,0 +1,87 @@
+"""Run every selected check's probe concurrently, then hand each test its observation.
+
+The run's cost grows with its slowest probe, not with the number of checks: probes start
+together (bounded per target by the runner's slots) and each test item only waits for its
+own. Waiting is where deadlines are enforced: a probe that has not finished ``GRACE`` seconds
+after its own deadline (a call blocked in C, a black-holed connection) ends as an error, and
+a run deadline turns whatever has not finished into not run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from opsgate.deadline import Deadline
+from opsgate.errors import ProbeTimeout
+from opsgate.observation import Observation
+from opsgate.runner import CheckCase, ProbeRunner
+
+GRACE = 2.0
+POLL = 0.25
+
+
+class RunDeadlinePassed(Exception):
+    """The run's own deadline passed before this check finished: it did not run."""
+
+
+@dataclass
+class Job:
+    """One probe in flight."""
+
+    case: CheckCase
+    future: Future[Observation] = field(default_factory=Future)
+    deadline: Deadline | None = None
+
+    def started(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+
+
+class Scheduler:
+    """Submits probes to a thread pool up front and waits for each with its deadline."""
+
+    def __init__(self, runner: ProbeRunner, *, workers: int = 32,
+                 run_deadline: Deadline | None = None):
+        self.runner = runner
+        self.run_deadline = run_deadline
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opsgate-probe")
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, key: str, case: CheckCase) -> Job:
+        """Start the probe of ``case`` (once per ``key``) and return its job."""
+        with self._lock:
+            if key in self._jobs:
+                return self._jobs[key]
+            job = Job(case)
+            self._jobs[key] = job
+        job.future = self._pool.submit(self.runner.observe, case, job.started)
+        return job
+
+    def result(self, key: str, case: CheckCase,
+               on_wait: Callable[[Job], None] | None = None) -> Observation:
+        """The observation of ``case``; ProbeTimeout once its deadline plus GRACE has passed."""
+        job = self.submit(key, case)
+        while True:
+            try:
+                return job.future.result(timeout=POLL)
+            except TimeoutError:
+                pass
+            if job.deadline is not None and job.deadline.remaining() + GRACE <= 0:
+                raise ProbeTimeout(
+                    f"no answer within the check's timeout of {job.deadline.seconds:g}s "
+                    f"(+{GRACE:g}s grace); the probe was abandoned")
+            if self.run_deadline is not None and self.run_deadline.expired:
+                raise RunDeadlinePassed(
+                    f"the run deadline of {self.run_deadline.seconds:g}s passed before this "
+                    "check finished")
+            if on_wait is not None:
+                on_wait(job)
+
+    def close(self) -> None:
+        """Stop taking work; do not wait for probes blocked past their deadline."""
+        for job in self._jobs.values():
+            job.future.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)
