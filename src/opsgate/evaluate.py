@@ -5,21 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import jmespath
-
 from opsgate.conditions import Condition, Unmeasurable, format_value
-from opsgate.config.schema import Check, HttpCheck, PromqlCheck, SqlCheck
-from opsgate.observation import Observation, Subject
+from opsgate.config.base import CheckBase
+from opsgate.observation import MISSING, Observation
 from opsgate.outcome import Judgement, Outcome
 
-_MISSING = object()
 
-
-def evaluate(check: Check, observation: Observation) -> Outcome:
+def evaluate(check: CheckBase, observation: Observation) -> Outcome:
     """Judge ``observation`` against ``check``; errors when a value cannot be judged."""
-    pairs = list(_pairs(check, observation))
-    judgements = [_judge(label, value, condition, points) for label, value, condition, points
-                  in pairs]
+    judgements = [_judge(*pair) for pair in check.pairs(observation)]
     if not judgements:
         return Outcome("error", "nothing was measured", judgements, reason="no_data")
     unjudged = [j for j in judgements if j.ok is None]
@@ -32,53 +26,9 @@ def evaluate(check: Check, observation: Observation) -> Outcome:
     return Outcome("passed", "; ".join(j.text for j in judgements), judgements)
 
 
-def _pairs(check: Check, obs: Observation):
-    """(label, value, condition, points) for every condition of the check."""
-    if isinstance(check, HttpCheck):
-        yield from _http_pairs(check, obs)
-    elif isinstance(check, SqlCheck):
-        if check.violations:
-            yield "violations", obs.fields.get("violations"), Condition.parse("== 0"), None
-        else:
-            for subject in obs.subjects:
-                yield check.label or subject.label, subject.value, check.expect, None
-    elif isinstance(check, PromqlCheck):
-        for subject in obs.subjects:
-            yield _series_label(check, subject), subject.value, check.expect, subject.points
-
-
-def _http_pairs(check: HttpCheck, obs: Observation):
-    expect = check.expect
-    fields = obs.fields
-    if expect.status is not None:
-        yield "status", fields.get("status"), expect.status, None
-    if expect.latency_ms is not None:
-        yield "latency_ms", fields.get("latency_ms"), expect.latency_ms, None
-    headers = fields.get("headers") or {}
-    for name, condition in expect.headers.items():
-        yield f"header {name}", headers.get(name.lower()), condition, None
-    for expression, condition in expect.json_fields.items():
-        yield f"json {expression}", _json_field(fields.get("json", _MISSING), expression), \
-            condition, None
-    if expect.body is not None:
-        yield "body", fields.get("body"), expect.body, None
-
-
-def _json_field(document: Any, expression: str) -> Any:
-    if document is _MISSING or document is None:
-        return _MISSING
-    return jmespath.search(expression, document)
-
-
-def _series_label(check: PromqlCheck, subject: Subject) -> str:
-    if check.label and subject.label.startswith("{"):
-        return f"{check.label}{subject.label}"
-    return check.label or subject.label
-
-
 def _judge(label: str, value: Any, condition: Condition,
            points: list[tuple[float, Any]] | None) -> Judgement:
-    if value is _MISSING:
+    if value is MISSING:
         return Judgement(label, condition.text, None, None,
                          f"{label}: the response has no JSON body to read; {condition.text}")
     if points:

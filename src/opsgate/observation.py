@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+"""A value that is not there at all (no JSON body), as opposed to a JSON ``null``."""
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""

@@ -3,8 +3,8 @@
 Clients and engines are made once per target and shared by every check of the run. Each
 target has a concurrency bound (``concurrency`` for HTTP and Prometheus, ``max_connections``
 for databases); a probe holds one slot of its target while it talks to it, and its deadline
-starts when it gets the slot. Probe modules are imported only when a check of their kind runs,
-so start-up stays light.
+starts when it gets the slot. A check kind measures through its ``Context``; probe modules are
+imported only when a check of their kind runs, so start-up stays light.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from opsgate.config.base import CheckBase
 from opsgate.config.loader import LoadedEnvironment
-from opsgate.config.schema import Check, HttpCheck, PromqlCheck, SqlCheck
+from opsgate.config.targets import Targets
 from opsgate.deadline import Deadline
-from opsgate.errors import ProbeError
 from opsgate.observation import Observation
 
 Started = Callable[[Deadline], None]
@@ -29,40 +29,102 @@ class CheckCase:
     """One configured check in one environment: the unit a test item runs."""
 
     env: LoadedEnvironment
-    check: Check
+    check: CheckBase
 
     @property
     def ident(self) -> str:
         return f"{self.env.name}:{self.check.id}"
 
 
-def check_timeout(case: CheckCase) -> float:
-    """The check's own ``timeout``, else its target's."""
-    check, targets = case.check, case.env.environment.targets
-    if check.timeout is not None:
-        return check.timeout
-    if isinstance(check, HttpCheck):
-        target = targets.http[http_target_name(case)]
-        return check.request.timeout or target.timeout
-    if isinstance(check, SqlCheck):
-        database = targets.databases[database_name(case)]
-        return database.connect_timeout + database.statement_timeout
-    if isinstance(check, PromqlCheck) and targets.prometheus is not None:
-        return targets.prometheus.timeout
-    return 10.0
+class Context:
+    """What a check kind measures with: its environment's targets, through the run's runner.
 
+    The first deadline a check takes (or the one it declares with ``begin``) is reported to
+    the scheduler, which enforces it even when the probe is stuck in a blocking call.
+    """
 
-def http_target_name(case: CheckCase) -> str:
-    return getattr(case.check, "target", None) or next(iter(case.env.environment.targets.http))
+    def __init__(self, runner: ProbeRunner, env: LoadedEnvironment,
+                 started: Started | None = None):
+        self.runner, self.env, self._started = runner, env, started
+        self._overall: Deadline | None = None
 
+    @property
+    def targets(self) -> Targets:
+        return self.env.environment.targets
 
-def database_name(case: CheckCase) -> str:
-    return (getattr(case.check, "database", None)
-            or next(iter(case.env.environment.targets.databases)))
+    def begin(self, seconds: float) -> Deadline:
+        """Declare the check's whole budget (windows, flows) before its first probe."""
+        self._overall = Deadline(seconds)
+        self._report(self._overall)
+        return self._overall
+
+    def deadline(self, seconds: float) -> Deadline:
+        """A deadline for one probe, within the overall one when there is one."""
+        if self._overall is not None:
+            return Deadline(min(seconds, self._overall.remaining()))
+        deadline = Deadline(seconds)
+        self._report(deadline)
+        return deadline
+
+    def _report(self, deadline: Deadline) -> None:
+        if self._started is not None:
+            self._started(deadline)
+            self._started = None
+
+    # ------------------------------------------------------------ probes
+    def http_request(self, target: str | None, request: Any, seconds: float,
+                     values: dict[str, Any] | None = None) -> Observation:
+        """Send a configured ``HttpRequest`` to HTTP target ``target`` (default: the only one)."""
+        from opsgate.probes.http import build_request, probe_http
+
+        name = target or next(iter(self.targets.http))
+        config = self.targets.http[name]
+        client = self.runner.http_client(self.env, name)
+        built = build_request(client, config.base_url, request, config.headers, values)
+        with self.runner.slot(self.env, f"http:{name}", config.concurrency):
+            return probe_http(client, built, self.deadline(seconds), retries=config.retries)
+
+    def sql_scalar(self, database: str | None, sql: str, seconds: float, *,
+                   label: str = "value") -> Observation:
+        from opsgate.probes.sql import probe_scalar
+
+        with self._database(database) as engine:
+            return probe_scalar(engine, sql, self.deadline(seconds), label=label)
+
+    def sql_violations(self, database: str | None, sql: str, sample: int,
+                       seconds: float) -> Observation:
+        from opsgate.probes.sql import probe_violations
+
+        with self._database(database) as engine:
+            return probe_violations(engine, sql, sample, self.deadline(seconds))
+
+    def promql(self, query: str, seconds: float, *, window: tuple[float, float] | None = None,
+               at: float | None = None) -> Observation:
+        """An instant query (at ``at``, default now) or a range over ``(last, step)``."""
+        from opsgate.probes.promql import probe_promql, range_window
+
+        config = self.targets.prometheus
+        if config is None:
+            raise ValueError("no Prometheus target")  # validation makes this unreachable
+        client = self.runner.http_client(self.env, "prometheus")
+        span = range_window(*window, now=at) if window else None
+        with self.runner.slot(self.env, "prometheus", config.concurrency):
+            return probe_promql(client, config.url, config.headers, query,
+                                self.deadline(seconds), window=span, at=at)
+
+    def database_name(self, database: str | None) -> str:
+        return database or next(iter(self.targets.databases))
+
+    @contextmanager
+    def _database(self, database: str | None) -> Iterator[Any]:
+        name = self.database_name(database)
+        config = self.targets.databases[name]
+        with self.runner.slot(self.env, f"db:{name}", config.max_connections):
+            yield self.runner.engine(self.env, name)
 
 
 class ProbeRunner:
-    """Owns the run's HTTP clients, database engines and per-target slots; runs probes."""
+    """Owns the run's HTTP clients, database engines and per-target slots."""
 
     def __init__(self, run_id: str):
         self.run_id = run_id
@@ -72,56 +134,9 @@ class ProbeRunner:
         self._lock = threading.Lock()
 
     def observe(self, case: CheckCase, started: Started | None = None) -> Observation:
-        """Run the probe of ``case``; raise ProbeError when it cannot measure."""
-        check = case.check
-        timeout = check_timeout(case)
-        if isinstance(check, HttpCheck):
-            return self._http(case, timeout, started)
-        if isinstance(check, SqlCheck):
-            return self._sql(case, timeout, started)
-        if isinstance(check, PromqlCheck):
-            return self._promql(case, timeout, started)
-        raise ProbeError(f"no probe for checks of kind {check.kind!r}")
+        """Measure ``case``; raise ProbeError when it cannot."""
+        return case.check.measure(Context(self, case.env, started))
 
-    # ------------------------------------------------------------ kinds
-    def _http(self, case: CheckCase, timeout: float, started: Started | None) -> Observation:
-        from opsgate.probes.http import build_request, probe_http
-
-        name = http_target_name(case)
-        target = case.env.environment.targets.http[name]
-        client = self.http_client(case.env, name)
-        request = build_request(client, target.base_url, case.check.request, target.headers)
-        with self.slot(case.env, f"http:{name}", target.concurrency), \
-                self._deadline(timeout, started) as deadline:
-            return probe_http(client, request, deadline, retries=target.retries)
-
-    def _sql(self, case: CheckCase, timeout: float, started: Started | None) -> Observation:
-        from opsgate.probes.sql import probe_scalar, probe_violations
-
-        name = database_name(case)
-        target = case.env.environment.targets.databases[name]
-        engine = self.engine(case.env, name)
-        check = case.check
-        with self.slot(case.env, f"db:{name}", target.max_connections), \
-                self._deadline(timeout, started) as deadline:
-            if check.violations:
-                return probe_violations(engine, check.violations, check.sample, deadline)
-            return probe_scalar(engine, check.scalar, deadline, label=check.label or "value")
-
-    def _promql(self, case: CheckCase, timeout: float, started: Started | None) -> Observation:
-        from opsgate.probes.promql import probe_promql, range_window
-
-        target = case.env.environment.targets.prometheus
-        assert target is not None  # guaranteed by validation
-        check = case.check
-        client = self.http_client(case.env, "prometheus")
-        window = range_window(check.range.last, check.range.step) if check.range else None
-        with self.slot(case.env, "prometheus", target.concurrency), \
-                self._deadline(timeout, started) as deadline:
-            return probe_promql(client, target.url, target.headers, check.query, deadline,
-                                window=window)
-
-    # ------------------------------------------------------------ shared resources
     @contextmanager
     def slot(self, env: LoadedEnvironment, target: str, size: int) -> Iterator[None]:
         """Hold one of the ``size`` slots of ``target`` while talking to it."""
@@ -130,14 +145,6 @@ class ProbeRunner:
             semaphore = self._slots.setdefault(key, threading.BoundedSemaphore(size))
         with semaphore:
             yield
-
-    @staticmethod
-    @contextmanager
-    def _deadline(timeout: float, started: Started | None) -> Iterator[Deadline]:
-        deadline = Deadline(timeout)
-        if started is not None:
-            started(deadline)
-        yield deadline
 
     def http_client(self, env: LoadedEnvironment, name: str) -> Any:
         """The run's client for HTTP target ``name`` (or ``prometheus``) of ``env``."""

@@ -16,10 +16,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from opsgate.config.schema import Environment, HttpCheck, PromqlCheck, SqlCheck
+from opsgate.config.base import CheckBase, Reference
+from opsgate.config.schema import Environment
 from opsgate.config.secrets import MissingVariable, expand
 from opsgate.config.yamlmap import DuplicateKey, Path, line_of, load_with_lines
 from opsgate.errors import ConfigError
+from opsgate.kinds import kind_names
 
 ENVIRONMENTS_DIR = FsPath("fixtures") / "environments"
 
@@ -118,27 +120,31 @@ def cross_check(env: Environment) -> list[tuple[Path, str]]:
     return problems
 
 
-def _target_problems(env: Environment, check: Any) -> list[tuple[Path, str]]:
-    if isinstance(check, HttpCheck):
-        return _named(check.target, env.targets.http, "target", "targets.http")
-    if isinstance(check, SqlCheck):
-        return _named(check.database, env.targets.databases, "database", "targets.databases")
-    if isinstance(check, PromqlCheck) and env.targets.prometheus is None:
-        return [(("kind",), "a promql check needs 'targets.prometheus.url'")]
-    return []
+def _target_problems(env: Environment, check: CheckBase) -> list[tuple[Path, str]]:
+    problems: list[tuple[Path, str]] = []
+    for reference in check.references():
+        if reference.section == "prometheus":
+            if env.targets.prometheus is None:
+                problems.append((("kind",), f"a {check.kind} check needs "
+                                 "'targets.prometheus.url'"))
+            continue
+        known = getattr(env.targets, reference.section)
+        problems.extend(_named(reference, known))
+    return problems
 
 
-def _named(name: str | None, known: dict[str, Any], key: str,
-           section: str) -> list[tuple[Path, str]]:
+def _named(reference: Reference, known: dict[str, Any]) -> list[tuple[Path, str]]:
+    section, key, name = f"targets.{reference.section}", reference.key, reference.name
     if name is None:
         if len(known) == 1:
             return []
         if not known:
             return [(("kind",), f"this check needs a target under '{section}'")]
         return [(("kind",), f"several {section} are declared; name one with "
-                 f"'{key}:' ({_names(known)})")]
+                 f"'{key[-1]}:' ({_names(known)})")]
     if name not in known:
-        return [((key,), f"unknown {key} {name!r}; declared under '{section}': {_names(known)}")]
+        return [(key, f"unknown {key[-1]} {name!r}; declared under '{section}': "
+                 f"{_names(known)}")]
     return []
 
 
@@ -157,9 +163,9 @@ def _validation_problems(exc: ValidationError, raw: Any,
         elif error["type"] == "missing":
             message = "required key is missing"
         elif error["type"] == "union_tag_invalid":
-            where, message = (*where, "kind"), "unknown kind; use one of http, sql, promql"
+            where, message = (*where, "kind"), f"unknown kind; use one of {', '.join(kind_names())}"
         elif error["type"] == "union_tag_not_found":
-            message = "the check has no 'kind'; use one of http, sql, promql"
+            message = f"the check has no 'kind'; use one of {', '.join(kind_names())}"
         problems.append(f"{path}:{line_of(lines, where)}: {_key(where, raw)}: {message}")
     return problems
 
@@ -170,7 +176,7 @@ def _data_path(raw: Any, loc: tuple[Any, ...]) -> Path:
     for part in loc:
         if _has(node, part):
             node = node[part]
-        elif isinstance(node, dict) and part in ("http", "sql", "promql", "function-after"):
+        elif isinstance(node, dict) and part in (*kind_names(), "function-after"):
             continue
         else:
             node = None

@@ -1,0 +1,60 @@
+"""Targets of an environment: HTTP services, databases, a Prometheus."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from opsgate.config.base import Strict
+from opsgate.durations import Duration
+
+
+class HttpTarget(Strict):
+    base_url: Annotated[str, Field(pattern=r"^https?://")]
+    headers: dict[str, str] = {}
+    timeout: Duration = 10.0
+    verify_tls: bool = True
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    retries: Annotated[int, Field(ge=0, le=2)] = 2
+
+
+class DatabaseTarget(Strict):
+    url: str
+    connect_timeout: Duration = 5.0
+    statement_timeout: Duration = 5.0
+    lock_timeout: Duration = 1.0
+    idle_in_transaction_timeout: Duration = 10.0
+    max_connections: Annotated[int, Field(ge=1, le=2)] = 2
+
+    @field_validator("url")
+    @classmethod
+    def _sqlalchemy_url(cls, url: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise ValueError(
+                "is not a SQLAlchemy URL such as postgresql+psycopg://host/db") from exc
+        if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+            raise ValueError("only postgresql and sqlite databases are supported")
+        return url
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith("postgres")
+
+
+class PrometheusTarget(Strict):
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    headers: dict[str, str] = {}
+    timeout: Duration = 10.0
+    concurrency: Annotated[int, Field(ge=1, le=16)] = 4
+
+
+class Targets(Strict):
+    http: dict[str, HttpTarget] = {}
+    databases: dict[str, DatabaseTarget] = {}
+    prometheus: PrometheusTarget | None = None

@@ -1,0 +1,138 @@
+"""``kind: http``: one request, conditions on status, latency, headers, cookies, JSON, body."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+import jmespath
+from pydantic import Field, field_validator, model_validator
+
+from opsgate.conditions import Condition
+from opsgate.config.base import CheckBase, ConditionText, Pair, Reference, Strict
+from opsgate.durations import Duration
+from opsgate.observation import MISSING
+
+if TYPE_CHECKING:
+    from opsgate.config.targets import Targets
+    from opsgate.observation import Observation
+    from opsgate.runner import Context
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class HttpRequest(Strict):
+    method: Literal["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    path: str = "/"
+    params: dict[str, str] = {}
+    headers: dict[str, str | None] = {}
+    json_body: Any = Field(default=None, alias="json")
+    body: str | None = None
+    timeout: Duration | None = None
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class CookieExpect(Strict):
+    present: bool = True
+    httponly: bool | None = None
+    secure: bool | None = None
+    samesite: str | None = None
+
+
+class HttpExpect(Strict):
+    status: ConditionText | None = None
+    latency_ms: ConditionText | None = None
+    headers: dict[str, ConditionText] = {}
+    json_fields: dict[str, ConditionText] = Field(default={}, alias="json")
+    body: ConditionText | None = None
+    cookies: dict[str, CookieExpect] = {}
+
+    @field_validator("json_fields")
+    @classmethod
+    def _jmespath(cls, fields: dict[str, Condition]) -> dict[str, Condition]:
+        for expression in fields:
+            compile_jmespath(expression)
+        return fields
+
+    @model_validator(mode="after")
+    def _something(self) -> HttpExpect:
+        if not (self.status or self.latency_ms or self.headers or self.json_fields or self.body
+                or self.cookies):
+            raise ValueError("expect names nothing to check: give status, latency_ms, json, ...")
+        return self
+
+
+def compile_jmespath(expression: str) -> Any:
+    """The compiled expression; ValueError naming the expression when it does not parse."""
+    from jmespath.exceptions import ParseError
+
+    try:
+        return jmespath.compile(expression)
+    except ParseError as exc:
+        raise ValueError(f"{expression!r} is not a JMESPath expression: {exc}") from exc
+
+
+class HttpCheck(CheckBase):
+    kind: Literal["http"]
+    target: str | None = None
+    request: HttpRequest = HttpRequest()
+    expect: HttpExpect = HttpExpect(status="== 200")
+
+    @model_validator(mode="after")
+    def _mutation_declared(self) -> HttpCheck:
+        if self.request.method not in SAFE_METHODS and not self.mutating:
+            raise ValueError(f"a {self.request.method} request can change state: mark the check "
+                             "'mutating: true' (it then runs only with --allow-mutations)")
+        return self
+
+    def references(self) -> list[Reference]:
+        return [Reference(("target",), "http", self.target)]
+
+    def budget(self, targets: Targets) -> float:
+        if self.timeout is not None:
+            return self.timeout
+        target = targets.http[self.target or next(iter(targets.http))]
+        return self.request.timeout or target.timeout
+
+    def measure(self, ctx: Context) -> Observation:
+        return ctx.http_request(self.target, self.request, self.budget(ctx.targets))
+
+    def pairs(self, observation: Observation) -> Iterable[Pair]:
+        return http_pairs(self.expect, observation.fields)
+
+
+def http_pairs(expect: HttpExpect, fields: dict[str, Any]) -> Iterable[Pair]:
+    """The pairs of an ``expect`` block over the fields of an HTTP observation."""
+    if expect.status is not None:
+        yield Pair("status", fields.get("status"), expect.status)
+    if expect.latency_ms is not None:
+        yield Pair("latency_ms", fields.get("latency_ms"), expect.latency_ms)
+    headers = fields.get("headers") or {}
+    for name, condition in expect.headers.items():
+        yield Pair(f"header {name}", headers.get(name.lower()), condition)
+    for expression, condition in expect.json_fields.items():
+        yield Pair(f"json {expression}", json_field(fields.get("json"), expression), condition)
+    if expect.body is not None:
+        yield Pair("body", fields.get("body"), expect.body)
+    cookies = fields.get("cookies") or {}
+    for name, wanted in expect.cookies.items():
+        seen = cookies.get(name) or {"present": False}
+        for attribute in ("present", "httponly", "secure", "samesite"):
+            expected = getattr(wanted, attribute)
+            if expected is not None and (attribute == "present" or seen["present"]):
+                yield Pair(f"cookie {name} {attribute}", seen.get(attribute),
+                           Condition.parse(f"== {str(expected).lower()}"))
+
+
+def json_field(document: Any, expression: str) -> Any:
+    """The value at ``expression`` in ``document``; MISSING when there is no JSON body."""
+    if document is None:
+        return MISSING
+    return jmespath.search(expression, document)
+
+
+MODEL = HttpCheck
