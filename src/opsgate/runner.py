@@ -44,9 +44,16 @@ class Context:
     """
 
     def __init__(self, runner: ProbeRunner, env: LoadedEnvironment,
-                 started: Started | None = None):
+                 started: Started | None = None,
+                 on_progress: Callable[[str], None] | None = None):
         self.runner, self.env, self._started = runner, env, started
         self._overall: Deadline | None = None
+        self._on_progress = on_progress
+
+    def progress(self, status: str) -> None:
+        """What a long probe is doing now (``sample 3/15, 12m left``), shown while it waits."""
+        if self._on_progress is not None:
+            self._on_progress(status)
 
     @property
     def targets(self) -> Targets:
@@ -133,9 +140,10 @@ class ProbeRunner:
         self._slots: dict[tuple[str, str], threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
 
-    def observe(self, case: CheckCase, started: Started | None = None) -> Observation:
+    def observe(self, case: CheckCase, started: Started | None = None,
+                on_progress: Callable[[str], None] | None = None) -> Observation:
         """Measure ``case``; raise ProbeError when it cannot."""
-        return case.check.measure(Context(self, case.env, started))
+        return case.check.measure(Context(self, case.env, started, on_progress))
 
     @contextmanager
     def slot(self, env: LoadedEnvironment, target: str, size: int) -> Iterator[None]:

@@ -34,9 +34,13 @@ class Job:
     case: CheckCase
     future: Future[Observation] = field(default_factory=Future)
     deadline: Deadline | None = None
+    status: str = ""
 
     def started(self, deadline: Deadline) -> None:
         self.deadline = deadline
+
+    def progress(self, status: str) -> None:
+        self.status = status
 
 
 class Scheduler:
@@ -57,7 +61,7 @@ class Scheduler:
                 return self._jobs[key]
             job = Job(case)
             self._jobs[key] = job
-        job.future = self._pool.submit(self.runner.observe, case, job.started)
+        job.future = self._pool.submit(self.runner.observe, case, job.started, job.progress)
         return job
 
     def result(self, key: str, case: CheckCase,
