@@ -33,7 +33,7 @@ def iso(moment: datetime | None) -> str | None:
 def check_record(*, ident: str, environment: str, check: Any, outcome: Outcome,
                  observation: Observation | None, asked: dict[str, Any], seen: dict[str, Any],
                  started_at: datetime, finished_at: datetime, nodeid: str,
-                 redactor: Redactor) -> dict[str, Any]:
+                 redactor: Redactor, advisory: bool = False) -> dict[str, Any]:
     """The evidence record of one configured check, redacted."""
     record = {
         "id": ident,
@@ -42,6 +42,8 @@ def check_record(*, ident: str, environment: str, check: Any, outcome: Outcome,
         "kind": check.kind,
         "severity": check.severity,
         "checklists": list(check.checklists),
+        "advisory": advisory,
+        "mutating": check.mutating,
         "outcome": outcome.status,
         "reason": outcome.reason,
         "condition": outcome.condition or None,
@@ -66,7 +68,8 @@ def plain_record(*, nodeid: str, environment: str, outcome: str, message: str,
     """The evidence record of a hand-written check (a plain pytest test)."""
     return redactor.data({
         "id": nodeid, "environment": environment, "title": nodeid, "kind": "pytest",
-        "severity": "high", "checklists": [], "outcome": outcome, "reason": None,
+        "severity": "high", "checklists": [], "advisory": False, "mutating": False,
+        "outcome": outcome, "reason": None,
         "condition": None, "observed": None, "message": message, "judgements": [],
         "evidence": {}, "started_at": iso(started_at), "finished_at": iso(finished_at),
         "nodeid": nodeid,

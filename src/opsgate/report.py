@@ -78,3 +78,18 @@ def _section(title: str, content: Any) -> str:
     return (f"<details open><summary><b>{escape(title)}</b></summary>"
             f"<pre style='white-space:pre-wrap;max-height:30em;overflow:auto'>"
             f"{escape(text)}</pre></details>")
+
+
+def terminal_lines(document: dict[str, Any]) -> list[str]:
+    """The verdict's lines for the terminal: facts, reason, every check that did not pass."""
+    counts = ", ".join(f"{n} {name.replace('_', ' ')}"
+                       for name, n in document.get("counts", {}).items())
+    lines = [f"environment {document.get('environment')} | checklist "
+             f"{document.get('checklist')} | {counts}", document.get("reason", "")]
+    for record in document.get("checks", []):
+        if record["outcome"] == "passed":
+            continue
+        tag = " (advisory)" if record.get("advisory") else ""
+        lines.append(f"  {record['outcome'].upper():8} {record['environment']}:{record['id']}"
+                     f"{tag}  {record['message']}")
+    return lines

@@ -30,6 +30,7 @@ class CheckCase:
 
     env: LoadedEnvironment
     check: CheckBase
+    advisory: bool = False
 
     @property
     def ident(self) -> str:

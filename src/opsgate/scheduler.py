@@ -9,10 +9,12 @@ a run deadline turns whatever has not finished into not run.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from opsgate.deadline import Deadline
 from opsgate.errors import ProbeTimeout
@@ -21,6 +23,49 @@ from opsgate.runner import CheckCase, ProbeRunner
 
 GRACE = 2.0
 POLL = 0.25
+
+
+class DaemonPool:
+    """A thread pool whose threads never keep the process alive.
+
+    ``concurrent.futures.ThreadPoolExecutor`` joins its threads at exit, so one probe blocked
+    in C (a black-holed socket) would hang an interrupted run; these threads are daemons.
+    """
+
+    def __init__(self, workers: int, name: str):
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True)
+                         for n in range(workers)]
+        self._started = False
+        self._lock = threading.Lock()
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if not self._started:
+                for thread in self._threads:
+                    thread.start()
+                self._started = True
+        self._queue.put((future, function, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            task = self._queue.get()
+            if task is None:
+                return
+            future, function, args = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function(*args))
+            except BaseException as exc:  # handed to the waiting test, never lost
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Let idle threads end; threads still blocked are daemons and do not matter."""
+        for _ in self._threads:
+            self._queue.put(None)
 
 
 class RunDeadlinePassed(Exception):
@@ -50,7 +95,7 @@ class Scheduler:
                  run_deadline: Deadline | None = None):
         self.runner = runner
         self.run_deadline = run_deadline
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opsgate-probe")
+        self._pool = DaemonPool(workers, "opsgate-probe")
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
@@ -88,4 +133,4 @@ class Scheduler:
         """Stop taking work; do not wait for probes blocked past their deadline."""
         for job in self._jobs.values():
             job.future.cancel()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()

@@ -117,7 +117,28 @@ def cross_check(env: Environment) -> list[tuple[Path, str]]:
                                  f"unknown checklist {name!r}; declare it under 'checklists:' "
                                  f"(declared: {_names(env.checklists)})"))
         problems.extend(((*here, *key), what) for key, what in _target_problems(env, check))
+    for name, checklist in env.checklists.items():
+        problems.extend(_checklist_problems(name, checklist, set(seen)))
     return problems
+
+
+def _checklist_problems(name: str, checklist: Any, ids: set[str]) -> list[tuple[Path, str]]:
+    """Ids named by a checklist's items and advisory list must be checks of the file."""
+    here: Path = ("checklists", name)
+    problems = []
+    for index, item in enumerate(checklist.items):
+        problems.extend(((*here, "items", index, "checks", position),
+                         f"unknown check id {ident!r}; ids in this file: {_ids(ids)}")
+                        for position, ident in enumerate(item.checks) if ident not in ids)
+    problems.extend(((*here, "advisory", position),
+                     f"unknown check id {ident!r}; ids in this file: {_ids(ids)}")
+                    for position, ident in enumerate(checklist.advisory) if ident not in ids)
+    return problems
+
+
+def _ids(ids: set[str]) -> str:
+    shown = sorted(ids)
+    return ", ".join(shown[:20]) + (", ..." if len(shown) > 20 else "") if shown else "none"
 
 
 def _target_problems(env: Environment, check: CheckBase) -> list[tuple[Path, str]]:

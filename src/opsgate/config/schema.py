@@ -21,8 +21,23 @@ __all__ = ["AnyCheck", "Check", "Checklist", "DatabaseTarget", "Environment", "H
            "PrometheusTarget", "Targets"]
 
 
+class ChecklistItem(Strict):
+    """One line of a runbook's checklist and the check(s) that cover it."""
+
+    text: str
+    checks: list[str]
+
+
 class Checklist(Strict):
+    """A named set of checks; ``advisory`` ones are shown but do not block the gate."""
+
     description: str = ""
+    items: list[ChecklistItem] = []
+    advisory: list[str] = []
+
+    def check_ids(self) -> set[str]:
+        """Ids this checklist names itself (checks may also name the checklist)."""
+        return {ident for item in self.items for ident in item.checks} | set(self.advisory)
 
 
 class Environment(Strict):

@@ -1,0 +1,235 @@
+"""One opsgate run inside a pytest session: its facts, probes, records and verdict.
+
+``start(config)`` loads and validates every ``--env`` before any check runs (a bad file is a
+usage error listing every problem), builds the redactor from the run's secrets, makes the run
+folder and the scheduler. ``RunState`` then keeps each check's evidence record as pytest
+reports it, appends it to evidence.jsonl, and decides the verdict at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsgate.artifacts import RunFiles
+from opsgate.config.loader import LoadedEnvironment, load_environment, resolve_environment_path
+from opsgate.deadline import Deadline
+from opsgate.errors import ConfigError
+from opsgate.evidence import EvidenceLog, iso, plain_record
+from opsgate.gate import Decision, decide
+from opsgate.observation import utcnow
+from opsgate.redaction import Redactor
+from opsgate.run import RunInfo, default_operator, suite_revision
+from opsgate.runner import CheckCase, ProbeRunner
+from opsgate.scheduler import Scheduler
+from opsgate.selection import coverage, select
+
+
+class RunState:
+    """Everything one opsgate run keeps between hooks."""
+
+    def __init__(self, info: RunInfo, files: RunFiles | None, redactor: Redactor, *,
+                 allow_mutations: bool = False, run_deadline: float | None = None):
+        self.info = info
+        self.files = files
+        self.redactor = redactor
+        self.allow_mutations = allow_mutations
+        self.runner = ProbeRunner(info.run_id)
+        self.scheduler = Scheduler(self.runner, workers=_workers(info), run_deadline=(
+            Deadline(run_deadline) if run_deadline else None))
+        self.log = EvidenceLog(files.directory) if files else None
+        self.cases = select(info.environments, info.checklist)
+        self.selected = 0
+        self.records: dict[str, dict[str, Any]] = {}
+        self.phases: dict[str, dict[str, Any]] = {}
+        self.decision: Decision | None = None
+        self.document: dict[str, Any] | None = None
+        self.evidence_path: Path | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """At an item's teardown its record is final: append it to the evidence."""
+        phases = self.phases.setdefault(report.nodeid, {"started": utcnow()})
+        phases[report.when] = report
+        if report.when != "teardown":
+            return
+        record = self.records.get(report.nodeid) or self._plain_record(report.nodeid, phases)
+        record = _with_pytest_outcome(record, phases)
+        self.records[report.nodeid] = record
+        if self.log is not None:
+            self.log.add(record)
+
+    def _plain_record(self, nodeid: str, phases: dict[str, Any]) -> dict[str, Any]:
+        """The record of a hand-written check (a plain pytest test)."""
+        setup, call = phases.get("setup"), phases.get("call")
+        outcome = _pytest_outcome(setup, call)
+        failing = next((r for r in (setup, call) if r is not None and not r.passed), None)
+        message = str(failing.longrepr) if failing is not None and failing.longrepr else outcome
+        return plain_record(nodeid=nodeid, environment=self.info.environment_label,
+                            outcome=outcome, message=message, started_at=phases["started"],
+                            finished_at=utcnow(), redactor=self.redactor)
+
+    def finish(self, finished: bool) -> Decision:
+        """Decide the verdict and write evidence.json (atomically)."""
+        records = list(self.records.values())
+        self.decision = decide(records, selected=self.selected, finished=finished)
+        self.document = self._document(records, utcnow())
+        if self.log is not None:
+            self.evidence_path = self.log.finish(self.document)
+        return self.decision
+
+    def _document(self, records: list[dict[str, Any]], finished_at: datetime) -> dict[str, Any]:
+        info, decision = self.info, self.decision
+        assert decision is not None
+        return {
+            "format": "opsgate.evidence/1",
+            "verdict": decision.verdict,
+            "reason": decision.reason,
+            "blocking": decision.blocking,
+            "advisory_failures": decision.advisory,
+            "counts": decision.counts,
+            "environment": info.environment_label,
+            "environments": [env.name for env in info.environments],
+            "checklist": info.checklist_label,
+            "checklist_items": {env.name: coverage(env, info.checklist)
+                                for env in info.environments},
+            "incident": info.incident,
+            "operator": info.operator,
+            "run_id": info.run_id,
+            "started_at": iso(info.started_at),
+            "finished_at": iso(finished_at),
+            "revision": info.revision,
+            "allow_mutations": self.allow_mutations,
+            "configuration": [{"environment": env.name, "file": str(env.path),
+                               "sha256": env.fingerprint,
+                               "production": env.environment.production}
+                              for env in info.environments],
+            "selected": self.selected,
+            "checks": records,
+        }
+
+    def close(self) -> None:
+        self.scheduler.close()
+        self.runner.close()
+
+
+def start(config: pytest.Config) -> RunState:
+    """Load the environments and set up the run; pytest.UsageError on any problem."""
+    environments = _load_environments(config)
+    checklist = config.getoption("checklist")
+    _require_checklist(environments, checklist)
+    info = RunInfo(environments, checklist, config.getoption("incident"),
+                   config.getoption("operator") or default_operator(),
+                   suite_revision(config.rootpath))
+    redactor = Redactor(secret for env in environments for secret in env.secrets)
+    for env in environments:
+        for value in _sensitive_literals(env, redactor):
+            redactor.add(value)
+    files = None if config.option.collectonly else RunFiles.create(config, info)
+    return RunState(info, files, redactor, allow_mutations=config.getoption("allow_mutations"),
+                    run_deadline=config.getoption("run_deadline"))
+
+
+def _load_environments(config: pytest.Config) -> list[LoadedEnvironment]:
+    loaded, problems = [], []
+    for given in config.getoption("env"):
+        try:
+            loaded.append(load_environment(resolve_environment_path(given, config.rootpath)))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    names = [env.name for env in loaded]
+    if len(set(names)) != len(names):
+        problems.append(f"--env: two environments share a name ({', '.join(names)}); "
+                        "environment names must differ")
+    if problems:
+        raise pytest.UsageError("opsgate: the environment is not valid:\n  "
+                                + "\n  ".join(problems))
+    return loaded
+
+
+def _require_checklist(environments: list[LoadedEnvironment], checklist: str | None) -> None:
+    if checklist is None:
+        return
+    missing = [env for env in environments if checklist not in env.environment.checklists]
+    if missing:
+        known = sorted({name for env in environments for name in env.environment.checklists})
+        raise pytest.UsageError(
+            f"opsgate: unknown checklist {checklist!r} in environment "
+            f"{', '.join(env.name for env in missing)} ({missing[0].path}); "
+            f"checklists there: {', '.join(known) or 'none'}")
+
+
+def _sensitive_literals(env: LoadedEnvironment, redactor: Redactor) -> list[str]:
+    """Literal values of sensitive headers written in the file (not only ``${VAR}``)."""
+    targets = env.environment.targets
+    header_sets = [t.headers for t in targets.http.values()]
+    if targets.prometheus:
+        header_sets.append(targets.prometheus.headers)
+    header_sets += [getattr(getattr(c, "request", None), "headers", {}) or {}
+                    for c in env.environment.checks]
+    return [value for headers in header_sets for name, value in headers.items()
+            if value and redactor.is_sensitive(name)]
+
+
+def _workers(info: RunInfo) -> int:
+    """Threads enough for every target's concurrency bound to be used at once."""
+    total = 0
+    for env in info.environments:
+        targets = env.environment.targets
+        total += sum(t.concurrency for t in targets.http.values())
+        total += sum(t.max_connections for t in targets.databases.values())
+        total += targets.prometheus.concurrency if targets.prometheus else 0
+    return max(4, min(total, 256))
+
+
+def quiet_and_redact_logging(redactor: Redactor) -> None:
+    """httpx logs full URLs at INFO; every log record is redacted before any handler sees it."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            record.msg, record.args = redactor.text(record.getMessage()), None
+        except Exception:  # a broken log call must not break the run
+            record.msg, record.args = "[unformattable log record]", None
+        return record
+
+    factory.opsgate_previous = previous  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def restore_logging() -> None:
+    factory = logging.getLogRecordFactory()
+    if hasattr(factory, "opsgate_previous"):
+        logging.setLogRecordFactory(factory.opsgate_previous)
+
+
+def _with_pytest_outcome(record: dict[str, Any], phases: dict[str, Any]) -> dict[str, Any]:
+    """pytest has the last word: a skip or a teardown error cannot stay ``passed``."""
+    outcome = _pytest_outcome(phases.get("setup"), phases.get("call"), phases.get("teardown"))
+    if outcome == record["outcome"] or record["outcome"] in ("failed", "error"):
+        return record
+    return {**record, "outcome": outcome, "message": f"{record['message']} (pytest: {outcome})"}
+
+
+def _pytest_outcome(*reports: Any) -> str:
+    present = [r for r in reports if r is not None]
+    if any(r.skipped for r in present):
+        return "not_run"
+    if any(r.failed and r.when != "call" for r in present):
+        return "error"
+    if any(r.failed for r in present):
+        return "failed"
+    return "passed" if any(r.when == "call" for r in present) else "not_run"
+
+
+def case_of(item: pytest.Item) -> CheckCase | None:
+    """The configured check a test item runs, if it is one."""
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("opsgate_check") if callspec is not None else None
+    return case if isinstance(case, CheckCase) else None
