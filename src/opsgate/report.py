@@ -10,15 +10,43 @@ import json
 from html import escape
 from typing import Any
 
+from opsgate.chart import points_of, sparkline
+
 _COLOURS = {"PASS": "#1a7f37", "BLOCKED": "#cf222e", "INCOMPLETE": "#9a6700"}
 _OUTCOME_COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "error": "#9a6700",
                     "not_run": "#57606a"}
 
 
+_ADVISORY_TITLE = "Advisory checks that did not pass (not blocking)"
+
+
 def verdict_banner(document: dict[str, Any]) -> str:
-    """The first thing in the report: verdict, blocking checks and the run's facts."""
+    """The first thing in the report: verdict, blocking checks, triage, checklist, the facts."""
     verdict = document["verdict"]
     colour = _COLOURS.get(verdict, "#57606a")
+    summary = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in document["counts"].items())
+    return (
+        f"<div id='opsgate-verdict' style='border:3px solid {colour};padding:12px;"
+        f"margin-bottom:16px'>"
+        f"<h1 style='color:{colour};margin:0'>Gate verdict: {escape(verdict)}</h1>"
+        f"<p>{escape(document['reason'])} ({escape(summary)})</p>"
+        f"{_id_list('Blocking checks', document['blocking'])}"
+        f"{_id_list(_ADVISORY_TITLE, document.get('advisory_failures', []))}"
+        f"{_triage(document.get('triage'))}"
+        f"{_facts(document)}{_checklist(document)}</div>"
+    )
+
+
+def _id_list(title: str, ids: list[str]) -> str:
+    if not ids:
+        return ""
+    items = "".join(f"<li><code>{escape(ident)}</code></li>" for ident in ids)
+    return f"<p><b>{escape(title)}:</b></p><ul>{items}</ul>"
+
+
+def _facts(document: dict[str, Any]) -> str:
+    configuration = "; ".join(f"{c['file']} sha256:{c['sha256'][:16]}"
+                              for c in document.get("configuration", []))
     rows = [
         ("Environment", document["environment"]),
         ("Checklist", document["checklist"]),
@@ -28,20 +56,46 @@ def verdict_banner(document: dict[str, Any]) -> str:
         ("Finished (UTC)", document.get("finished_at") or "-"),
         ("Suite revision", document.get("revision") or "unknown"),
         ("Run id", document["run_id"]),
+        ("Configuration", configuration or "-"),
+        ("Mutations allowed", "yes" if document.get("allow_mutations") else "no"),
+        ("Decision", document.get("decision") or "-"),
     ]
-    counts = document["counts"]
-    facts = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{escape(k)}</th>"
+    cells = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{escape(k)}</th>"
                     f"<td>{escape(str(v))}</td></tr>" for k, v in rows)
-    summary = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
-    blocking = "".join(f"<li><code>{escape(item)}</code></li>" for item in document["blocking"])
-    blocking_html = (f"<p><b>Blocking checks:</b></p><ul>{blocking}</ul>" if blocking else "")
-    return (
-        f"<div id='opsgate-verdict' style='border:3px solid {colour};padding:12px;"
-        f"margin-bottom:16px'>"
-        f"<h1 style='color:{colour};margin:0'>Gate verdict: {escape(verdict)}</h1>"
-        f"<p>{escape(document['reason'])} ({escape(summary)})</p>{blocking_html}"
-        f"<table>{facts}</table></div>"
-    )
+    return f"<h3>Operation record</h3><table>{cells}</table>"
+
+
+def _checklist(document: dict[str, Any]) -> str:
+    """Each checklist item with the check(s) covering it and their outcomes."""
+    outcomes = {(r["environment"], r["id"]): r["outcome"] for r in document.get("checks", [])}
+    rows = []
+    for environment, items in (document.get("checklist_items") or {}).items():
+        for item in items:
+            checks = " ".join(_outcome_tag(ident, outcomes.get((environment, ident), "not_run"))
+                              for ident in item["checks"])
+            rows.append(f"<tr><td>{escape(environment)}</td><td>{escape(item['text'])}</td>"
+                        f"<td>{checks}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h3>Checklist items</h3><table><tr><th>Environment</th><th>Item</th>"
+            f"<th>Covered by</th></tr>{''.join(rows)}</table>")
+
+
+def _outcome_tag(ident: str, outcome: str) -> str:
+    colour = _OUTCOME_COLOURS.get(outcome, "#57606a")
+    return (f"<code style='color:{colour}'>{escape(ident)}</code> "
+            f"<span style='color:{colour}'>{escape(outcome)}</span>")
+
+
+def _triage(triage: dict[str, Any] | None) -> str:
+    if not triage:
+        return ""
+    fired = triage.get("rule") or "no rule fired (default)"
+    return (f"<h3>Triage: suggested severity {escape(str(triage.get('severity')))}</h3>"
+            f"<p>Rule: {escape(str(fired))}</p>"
+            f"<p>Status update, ready to paste:</p>"
+            f"<pre id='opsgate-status-update' style='white-space:pre-wrap;background:#f6f8fa;"
+            f"padding:8px'>{escape(str(triage.get('status_update', '')))}</pre>")
 
 
 def evidence_block(record: dict[str, Any]) -> str:
@@ -62,6 +116,7 @@ def evidence_block(record: dict[str, Any]) -> str:
         f"{f'<ul>{judgements}</ul>' if judgements else ''}"
         f"<p>Started {escape(str(record.get('started_at')))}, finished "
         f"{escape(str(record.get('finished_at')))}</p>"
+        f"{sparkline(points_of(evidence.get('seen') or {}), record.get('title') or '')}"
         f"{_section('Asked', evidence.get('asked'))}{_section('Saw', evidence.get('seen'))}"
         f"</div>"
     )

@@ -46,9 +46,10 @@ class PromqlCheck(CheckBase):
 
 def series_label(label: str | None, subject: Subject) -> str:
     """``p95 seconds{route="/x"}``: the check's label with the series' labels."""
-    if label and subject.label.startswith("{") and subject.label != "{}":
-        return f"{label}{subject.label}"
-    return label or subject.label
+    if not label:
+        return subject.label
+    labels = subject.label[subject.label.find("{"):] if "{" in subject.label else ""
+    return f"{label}{labels}" if labels not in ("", "{}") else label
 
 
 MODEL = PromqlCheck

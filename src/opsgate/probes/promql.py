@@ -53,7 +53,7 @@ def probe_promql(client: httpx.Client, base_url: str, headers: dict[str, str], q
             asked["note"] = window["note"]
     asked["url"] = base_url.rstrip("/") + path
     left = deadline.check("querying Prometheus")
-    params["timeout"] = f"{max(left - 0.2, 0.1):.3f}s"
+    params["timeout"] = f"{int(max(left - 0.2, 0.1) * 1000)}ms"
     data = _get(client, asked["url"], params, headers, left, asked)
     subjects, seen = _subjects(data, asked)
     return Observation("promql", asked, seen, {}, subjects, started_at=started,
