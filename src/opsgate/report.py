@@ -87,11 +87,14 @@ def _outcome_tag(ident: str, outcome: str) -> str:
             f"<span style='color:{colour}'>{escape(outcome)}</span>")
 
 
-def _triage(triage: dict[str, Any] | None) -> str:
-    if not triage:
-        return ""
+def _triage(triages: list[dict[str, Any]] | None) -> str:
+    return "".join(_one_triage(triage) for triage in triages or [])
+
+
+def _one_triage(triage: dict[str, Any]) -> str:
     fired = triage.get("rule") or "no rule fired (default)"
-    return (f"<h3>Triage: suggested severity {escape(str(triage.get('severity')))}</h3>"
+    return (f"<h3>Triage ({escape(str(triage.get('environment')))}): suggested severity "
+            f"{escape(str(triage.get('severity')))}</h3>"
             f"<p>Rule: {escape(str(fired))}</p>"
             f"<p>Status update, ready to paste:</p>"
             f"<pre id='opsgate-status-update' style='white-space:pre-wrap;background:#f6f8fa;"
@@ -141,6 +144,10 @@ def terminal_lines(document: dict[str, Any]) -> list[str]:
                        for name, n in document.get("counts", {}).items())
     lines = [f"environment {document.get('environment')} | checklist "
              f"{document.get('checklist')} | {counts}", document.get("reason", "")]
+    for triage in document.get("triage") or []:
+        lines.append(f"triage {triage['environment']}: suggested severity {triage['severity']} "
+                     f"(rule: {triage.get('rule') or 'default'})")
+        lines.append(f"  status update: {triage['status_update']}")
     for record in document.get("checks", []):
         if record["outcome"] == "passed":
             continue

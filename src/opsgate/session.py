@@ -8,6 +8,7 @@ reports it, appends it to evidence.jsonl, and decides the verdict at the end.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from opsgate.artifacts import RunFiles
 from opsgate.config.loader import LoadedEnvironment, load_environment, resolve_environment_path
 from opsgate.deadline import Deadline
 from opsgate.errors import ConfigError
-from opsgate.evidence import EvidenceLog, iso, plain_record
+from opsgate.evidence import EvidenceLog, iso, plain_record, seal, write_atomic
 from opsgate.gate import Decision, decide
 from opsgate.observation import utcnow
 from opsgate.redaction import Redactor
@@ -77,9 +78,40 @@ class RunState:
         records = list(self.records.values())
         self.decision = decide(records, selected=self.selected, finished=finished)
         self.document = self._document(records, utcnow())
+        self.document["triage"] = self._triage(records)
+        if self.files is not None and self.document["triage"]:
+            write_atomic(self.files.directory / "triage.json",
+                         json.dumps(seal(self._triage_document()), indent=2,
+                                    ensure_ascii=False) + "\n")
         if self.log is not None:
             self.evidence_path = self.log.finish(self.document)
         return self.decision
+
+    def _triage(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Triage of every environment whose ``triage.checklist`` is this run's checklist."""
+        from opsgate import triage
+
+        results = []
+        for env in self.info.environments:
+            config = env.environment.triage
+            if config is None or config.checklist != self.info.checklist:
+                continue
+            mine = [r for r in records if r["environment"] == env.name]
+            facts = triage.fact_values(config, mine)
+            suggestion = triage.suggest(config, facts)
+            context = {"timestamp": iso(utcnow()), "incident": self.info.incident or "-",
+                       "environment": env.name, "operator": self.info.operator}
+            text = triage.status_update(config, suggestion, facts, context)
+            results.append(self.redactor.data({"environment": env.name, "facts": facts,
+                                               **suggestion, "status_update": text}))
+        return results
+
+    def _triage_document(self) -> dict[str, Any]:
+        assert self.document is not None
+        keep = ("format", "verdict", "environment", "checklist", "incident", "operator",
+                "run_id", "started_at", "finished_at", "revision", "configuration")
+        return {**{key: self.document[key] for key in keep},
+                "format": "opsgate.triage/1", "triage": self.document["triage"]}
 
     def _document(self, records: list[dict[str, Any]], finished_at: datetime) -> dict[str, Any]:
         info, decision = self.info, self.decision

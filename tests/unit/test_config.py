@@ -25,7 +25,8 @@ BAD_FILES = [
     ("not YAML",
      "checks: [\n  - id: a\n", r"not valid YAML"),
     ("duplicate key",
-     HEAD + "  - {id: A, title: t, kind: http}\nchecks: []\n", r":9: checks: the key appears twice"),
+     HEAD + "  - {id: A, title: t, kind: http}\nchecks: []\n",
+     r":9: checks: the key appears twice"),
     ("wrong type",
      HEAD + "  - {id: A, title: t, kind: http, severity: 3}\n",
      r":8: checks\[0\] \(A\)\.severity: Input should be"),
@@ -56,7 +57,8 @@ BAD_FILES = [
      HEAD + "  - {id: A, title: t, kind: promql, query: up, expect: '== 1'}\n",
      r"needs 'targets.prometheus.url'"),
     ("missing variable",
-     "targets:\n  http:\n    api:\n      base_url: http://x\n      headers: {X-K: '${OPSGATE_NOPE}'}\n",
+     "targets:\n  http:\n    api:\n      base_url: http://x\n"
+     "      headers: {X-K: '${OPSGATE_NOPE}'}\n",
      r":5: targets\.http\.api\.headers\.X-K: environment variable OPSGATE_NOPE is not set"),
     ("bad database url",
      "targets:\n  databases:\n    main: {url: 'mysql://x/y'}\n",
@@ -110,5 +112,5 @@ def test_environment_names_resolve_under_fixtures(tmp_path):
     (tmp_path / "fixtures" / "environments").mkdir(parents=True)
     (tmp_path / "fixtures" / "environments" / "staging.yaml").write_text("checks: []\n")
     assert resolve_environment_path("staging", tmp_path).name == "staging.yaml"
-    with pytest.raises(ConfigError, match="unknown environment .*known environments: staging"):
+    with pytest.raises(ConfigError, match=r"unknown environment .*known environments: staging"):
         resolve_environment_path("prod", tmp_path)

@@ -13,6 +13,7 @@ from pydantic import Field
 from opsgate.config.base import CheckBase, Strict
 from opsgate.config.targets import DatabaseTarget, HttpTarget, PrometheusTarget, Targets
 from opsgate.kinds import check_models
+from opsgate.triage import Triage
 
 AnyCheck = Annotated[Union[tuple(check_models())], Field(discriminator="kind")]  # noqa: UP007
 Check = CheckBase
@@ -47,3 +48,4 @@ class Environment(Strict):
     targets: Targets = Targets()
     checklists: dict[str, Checklist] = {}
     checks: list[AnyCheck] = []
+    triage: Triage | None = None
