@@ -39,9 +39,9 @@ class Run:
         return found[0]
 
 
-def run_checks(pytester: pytest.Pytester, url: str, checks: list[dict[str, Any]],
-               **database: Any) -> Run:
-    """Run ``checks`` against the database at ``url`` (target options in ``database``)."""
+def run_catalog(pytester: pytest.Pytester, url: str, checks: list[dict[str, Any]],
+                **database: Any) -> tuple[pytest.RunResult, Path]:
+    """Run the catalog with ``checks`` against ``url``; the result and the report folder."""
     if not (pytester.path / "checks").exists():
         shutil.copytree(REPO / "checks", pytester.path / "checks")
     environment = {"name": "itest", "targets": {"databases": {"main": {"url": url, **database}}},
@@ -52,6 +52,13 @@ def run_checks(pytester: pytest.Pytester, url: str, checks: list[dict[str, Any]]
     shutil.rmtree(out, ignore_errors=True)
     result = pytester.runpytest_subprocess("checks", "--env", str(path), "--report-dir", str(out),
                                            *QUIET)
+    return result, out
+
+
+def run_checks(pytester: pytest.Pytester, url: str, checks: list[dict[str, Any]],
+               **database: Any) -> Run:
+    """Run ``checks`` against the database at ``url`` (target options in ``database``)."""
+    result, out = run_catalog(pytester, url, checks, **database)
     runs = list(out.iterdir()) if out.is_dir() else []
     assert len(runs) == 1, f"expected one run folder:\n{result.stdout.str()}\n{result.stderr.str()}"
     evidence = runs[0] / "evidence.json"
@@ -142,25 +149,35 @@ def test_sql_error_is_an_error_not_a_failure(pytester, pg_url, items):
 
 
 # ---------------------------------------------------------------- the session's safety
-def test_session_is_read_only(pytester, pg_url, pg_admin):
+def test_write_statements_are_refused_before_anything_runs(pytester, pg_url, pg_admin):
     pg_admin.execute("create sequence s")
     pg_admin.execute("create table t (n integer)")
-    pg_admin.execute("create function bump() returns integer language sql as "
-                     "$$ insert into t values (1) returning n $$")
-    run = run_checks(pytester, pg_url, [
+    result, out = run_catalog(pytester, pg_url, [
         scalar("W1", "select nextval('s')", ">= 1"),
-        scalar("W2", "select bump()", "== 1"),
         scalar("W3", "with w as (insert into t values (2) returning n) select count(*) from w",
                "== 1"),
     ])
-    assert run.result.ret == 1
-    for ident in ("W1", "W2", "W3"):
-        record = run.check(ident)
-        assert record["outcome"] == "error", record
-        assert "read-only transaction" in record["message"], record["message"]
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert not out.exists()
+    errors = result.stderr.str()
+    assert "checks[0] (W1).scalar" in errors and "nextval" in errors
+    assert "checks[1] (W3).scalar" in errors
     assert pg_admin.execute("select count(*) from t").fetchone() == (0,)
     assert pg_admin.execute("select is_called from s").fetchone() == (False,)
-    run.result.assert_outcomes(errors=3)
+
+
+def test_session_is_read_only(pytester, pg_url, pg_admin):
+    """A write hidden in a function passes the SQL check; the read-only session stops it."""
+    pg_admin.execute("create table t (n integer)")
+    pg_admin.execute("create function bump() returns integer language sql as "
+                     "$$ insert into t values (1) returning n $$")
+    run = run_checks(pytester, pg_url, [scalar("W2", "select bump()", "== 1")])
+    assert run.result.ret == 1
+    record = run.check("W2")
+    assert record["outcome"] == "error", record
+    assert "read-only transaction" in record["message"], record["message"]
+    assert pg_admin.execute("select count(*) from t").fetchone() == (0,)
+    run.result.assert_outcomes(errors=1)
 
 
 def test_application_name_names_opsgate_and_the_run(pytester, pg_url):
@@ -174,8 +191,10 @@ def test_application_name_names_opsgate_and_the_run(pytester, pg_url):
     assert run.document["run_id"] in record["observed"]
 
 
-def test_statement_timeout_cancels_a_slow_query(pytester, pg_url):
-    run = run_checks(pytester, pg_url, [scalar("T1", "select pg_sleep(10)", "exists")],
+def test_statement_timeout_cancels_a_slow_query(pytester, pg_url, pg_admin):
+    pg_admin.execute("create function slow() returns integer language sql as "
+                     "$$ select 1 from pg_sleep(10) $$")
+    run = run_checks(pytester, pg_url, [scalar("T1", "select slow()", "exists")],
                      statement_timeout="1s")
     assert run.result.ret == 1
     record = run.check("T1")

@@ -84,7 +84,9 @@ def test_every_problem_is_reported_at_once(tmp_path):
                            "  - {id: B, kind: sql, scalar: x, expect: '== 1'}\n")
     with pytest.raises(ConfigError) as caught:
         load_environment(path, environ={})
-    assert len(caught.value.problems) == 2
+    problems = caught.value.problems
+    assert len(problems) == 3  # unknown key, missing title, SQL that does not parse
+    assert any("scalar" in p and "syntax" in p for p in problems)
 
 
 def test_secrets_are_expanded_and_remembered(tmp_path):

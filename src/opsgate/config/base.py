@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+)
 
 from opsgate.conditions import Condition
 from opsgate.durations import Duration
@@ -27,6 +34,25 @@ ConditionText = Annotated[
     BeforeValidator(Condition.parse),
     PlainSerializer(lambda condition: condition.text, return_type=str),
 ]
+
+
+def _read_only_sql(sql: str) -> str:
+    """Configured SQL must be one read (config/sqlguard.py); checked before anything runs."""
+    from opsgate.config.sqlguard import check_read_only
+
+    check_read_only(sql)
+    return sql
+
+
+def _valid_promql(query: str) -> str:
+    from opsgate.config.promqlcheck import check_promql
+
+    check_promql(query)
+    return query
+
+
+ReadOnlySql = Annotated[str, AfterValidator(_read_only_sql)]
+PromQL = Annotated[str, AfterValidator(_valid_promql)]
 CheckId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=80)]
 Severity = Literal["critical", "high", "medium", "low"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
-from opsgate.config.base import CheckBase, ConditionText, Pair, Reference, Strict
+from opsgate.config.base import CheckBase, ConditionText, Pair, PromQL, Reference, Strict
 from opsgate.durations import Duration
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ class PromRange(Strict):
 
 class PromqlCheck(CheckBase):
     kind: Literal["promql"]
-    query: str
+    query: PromQL
     expect: ConditionText
     range: PromRange | None = None
     label: str | None = None

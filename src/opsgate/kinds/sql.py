@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, model_validator
 
 from opsgate.conditions import Condition
-from opsgate.config.base import CheckBase, ConditionText, Pair, Reference
+from opsgate.config.base import CheckBase, ConditionText, Pair, ReadOnlySql, Reference
 
 if TYPE_CHECKING:
     from opsgate.config.targets import Targets
@@ -21,8 +21,8 @@ NO_VIOLATIONS = Condition.parse("== 0")
 class SqlCheck(CheckBase):
     kind: Literal["sql"]
     database: str | None = None
-    scalar: str | None = None
-    violations: str | None = None
+    scalar: ReadOnlySql | None = None
+    violations: ReadOnlySql | None = None
     expect: ConditionText | None = None
     sample: Annotated[int, Field(ge=1, le=100)] = 10
     label: str | None = None
