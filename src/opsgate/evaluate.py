@@ -6,14 +6,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opsgate.conditions import Condition, Unmeasurable, format_value
-from opsgate.config.base import CheckBase
+from opsgate.config.base import CheckBase, Pair
 from opsgate.observation import MISSING, Observation
 from opsgate.outcome import Judgement, Outcome
 
 
 def evaluate(check: CheckBase, observation: Observation) -> Outcome:
     """Judge ``observation`` against ``check``; errors when a value cannot be judged."""
-    judgements = [_judge(*pair) for pair in check.pairs(observation)]
+    return judge_pairs(list(check.pairs(observation)))
+
+
+def judge_pairs(pairs: list[Pair]) -> Outcome:
+    """Judge each pair; error if any cannot be judged, failed if any is false."""
+    judgements = [_judge(*pair) for pair in pairs]
     if not judgements:
         return Outcome("error", "nothing was measured", judgements, reason="no_data")
     unjudged = [j for j in judgements if j.ok is None]

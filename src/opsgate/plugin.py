@@ -166,6 +166,11 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None or session.config.option.collectonly:
         return
+    problems = state.verify_targets([case for item in session.items
+                                     if (case := case_of(item)) is not None])
+    if problems:
+        pytest.exit("opsgate: stopped before any check ran:\n  " + "\n  ".join(problems),
+                    returncode=pytest.ExitCode.USAGE_ERROR)
     for item in session.items:
         case = case_of(item)
         if case is not None and refusal(case, state.allow_mutations) is None:

@@ -50,6 +50,16 @@ class RunState:
         self.decision: Decision | None = None
         self.document: dict[str, Any] | None = None
         self.evidence_path: Path | None = None
+        self.preflight: dict[str, Any] = {}
+
+    def verify_targets(self, cases: list[CheckCase]) -> list[str]:
+        """Identity and database roles, before any check; the problems that stop the run."""
+        from opsgate.preflight import preflight
+
+        result = preflight(self.runner, self.info.environments, cases)
+        problems = [self.redactor.text(problem) for problem in result.problems]
+        self.preflight = self.redactor.data({"facts": result.facts, "problems": problems})
+        return problems
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """At an item's teardown its record is final: append it to the evidence."""
@@ -140,6 +150,7 @@ class RunState:
                                "production": env.environment.production}
                               for env in info.environments],
             "selected": self.selected,
+            "preflight": self.preflight,
             "checks": records,
         }
 

@@ -152,7 +152,8 @@ class PrometheusFactory:
         self.base = base
         self.processes: list[subprocess.Popen] = []
 
-    def __call__(self, openmetrics_text: str, rules: str | None = None) -> str:
+    def __call__(self, openmetrics_text: str, rules: str | None = None,
+                 external_labels: dict[str, str] | None = None) -> str:
         """Backfill ``openmetrics_text``, start Prometheus over it, return its base URL."""
         prometheus, promtool = _binaries()
         home = self.base / f"prometheus-{len(self.processes)}"
@@ -166,13 +167,16 @@ class PrometheusFactory:
         _run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
              "backfilling with promtool")
         config = home / "prometheus.yml"
+        labels = "".join(f"    {key}: {json.dumps(value)}\n"
+                         for key, value in (external_labels or {}).items())
+        head = "global:\n  scrape_interval: 1m\n" + (
+            f"  external_labels:\n{labels}" if labels else "")
         if rules is None:
-            config.write_text("global:\n  scrape_interval: 1m\n")
+            config.write_text(head)
         else:
             (home / "rules.yml").write_text(rules)
             _run([promtool, "check", "rules", str(home / "rules.yml")], "checking the rules")
-            config.write_text("global:\n  scrape_interval: 1m\n  evaluation_interval: 1s\n"
-                              "rule_files: [rules.yml]\n")
+            config.write_text(head + "  evaluation_interval: 1s\nrule_files: [rules.yml]\n")
         for _ in range(3):  # another process may take the free port before Prometheus binds it
             url = self._start(prometheus, home, data, config)
             if url:

@@ -119,6 +119,21 @@ def cross_check(env: Environment) -> list[tuple[Path, str]]:
         problems.extend(((*here, *key), what) for key, what in _target_problems(env, check))
     for name, checklist in env.checklists.items():
         problems.extend(_checklist_problems(name, checklist, set(seen)))
+    problems.extend(_identity_problems(env))
+    return problems
+
+
+def _identity_problems(env: Environment) -> list[tuple[Path, str]]:
+    """Identity entries must name declared targets."""
+    problems: list[tuple[Path, str]] = []
+    for section in ("databases", "http"):
+        known = getattr(env.targets, section)
+        problems.extend((("identity", section, name),
+                         f"unknown target {name!r}; declared under 'targets.{section}': "
+                         f"{_names(known)}")
+                        for name in getattr(env.identity, section) if name not in known)
+    if env.identity.prometheus is not None and env.targets.prometheus is None:
+        problems.append((("identity", "prometheus"), "no 'targets.prometheus' to identify"))
     return problems
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from opsgate.config.base import CheckBase, Strict
+from opsgate.config.identity import Identity
 from opsgate.config.targets import DatabaseTarget, HttpTarget, PrometheusTarget, Targets
 from opsgate.kinds import check_models
 from opsgate.triage import Triage
@@ -49,3 +50,4 @@ class Environment(Strict):
     checklists: dict[str, Checklist] = {}
     checks: list[AnyCheck] = []
     triage: Triage | None = None
+    identity: Identity = Identity()

@@ -26,6 +26,7 @@ class DatabaseTarget(Strict):
     lock_timeout: Duration = 1.0
     idle_in_transaction_timeout: Duration = 10.0
     max_connections: Annotated[int, Field(ge=1, le=2)] = 2
+    accept_write_role: bool = False
 
     @field_validator("url")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from opsgate.demo.database import as_utc
 from opsgate.demo.tables import dead_letters, outbox, read_model_events
 
 
@@ -91,6 +92,6 @@ def dlq(conn: Connection, limit: int) -> dict:
     rows = conn.execute(select(dead_letters).where(waiting)
                         .order_by(dead_letters.c.id.desc()).limit(limit)).mappings()
     items = [{"id": r["id"], "eventId": r["event_id"], "reason": r["reason"],
-              "provider": r["provider"], "deadLetteredAt": r["created_at"].isoformat()}
+              "provider": r["provider"], "deadLetteredAt": as_utc(r["created_at"]).isoformat()}
              for r in rows]
     return {"count": count, "items": items}

@@ -13,6 +13,12 @@ KIND_MODULES = (
     "opsgate.kinds.http",
     "opsgate.kinds.sql",
     "opsgate.kinds.promql",
+    "opsgate.kinds.flow",
+    "opsgate.kinds.idempotency",
+    "opsgate.kinds.window",
+    "opsgate.kinds.baseline",
+    "opsgate.kinds.freshness",
+    "opsgate.kinds.alerts",
 )
 
 

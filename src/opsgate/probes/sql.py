@@ -72,6 +72,13 @@ def probe_violations(engine: Engine, query: str, sample: int, deadline: Deadline
                        [Subject("violations", total)], started_at=started, finished_at=utcnow())
 
 
+def query_rows(engine: Engine, query: str, deadline: Deadline,
+               limit: int | None = None) -> list[dict[str, Any]]:
+    """The rows of ``query`` as dicts (for opsgate's own catalog queries)."""
+    asked = {"sql": _strip(query)}
+    return _run(engine, _strip(query), {}, deadline, asked, limit=limit)[1]
+
+
 def _no_data(message: str, asked: dict[str, Any], seen: dict[str, Any]) -> ProbeError:
     from opsgate.errors import NoData
 
