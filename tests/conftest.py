@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.postgres",
     "tests.support.prometheus",
     "tests.support.demo",
+    "tests.support.http",
 ]

@@ -133,14 +133,20 @@ def pytest_metadata(metadata: dict[str, Any], config: pytest.Config) -> None:
 
 # ---------------------------------------------------------------- collection
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "opsgate_check" not in metafunc.fixturenames:
+    wanted = {"opsgate_check", "opsgate"} & set(metafunc.fixturenames)
+    if not wanted:
         return
     state = metafunc.config.stash.get(STATE, None)
     if state is None:
         raise pytest.UsageError(
             "opsgate: no environment given; run `pytest checks --env NAME` "
             "(a name under fixtures/environments/ or a path to a YAML file)")
-    metafunc.parametrize("opsgate_check", state.cases, ids=[c.ident for c in state.cases])
+    if "opsgate_check" in wanted:
+        metafunc.parametrize("opsgate_check", state.cases, ids=[c.ident for c in state.cases])
+    if "opsgate" in wanted:
+        environments = state.info.environments
+        metafunc.parametrize("opsgate", environments, indirect=True,
+                             ids=[env.name for env in environments])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -197,6 +203,15 @@ def opsgate_outcome(request: pytest.FixtureRequest, opsgate_check: CheckCase) ->
     if outcome.status == "error":
         raise CouldNotMeasure(outcome.message)
     return outcome
+
+
+@pytest.fixture
+def opsgate(request: pytest.FixtureRequest) -> Any:
+    """Probes for a hand-written check, once per ``--env`` (see ``opsgate.handwritten``)."""
+    from opsgate.handwritten import HandProbes
+
+    state: RunState = request.config.stash[STATE]
+    return HandProbes(state.runner, request.param)
 
 
 @pytest.fixture

@@ -5,35 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from opsgate.evidence import verify
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "Sup3r-S3cret-Value!"
-
-
-@pytest.fixture
-def echo_server():
-    """A real HTTP server that answers with the request's headers as JSON."""
-
-    @Request.application
-    def app(request: Request) -> Response:
-        body = json.dumps({"path": request.path, "headers": dict(request.headers),
-                           "count": int(request.args.get("count", 0))})
-        return Response(body, status=int(request.args.get("status", 200)),
-                        content_type="application/json")
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
 
 
 @pytest.fixture
