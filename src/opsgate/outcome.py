@@ -35,7 +35,10 @@ class Outcome:
     @property
     def observed(self) -> Any:
         """The observed value, or label -> value when several were judged."""
-        values = {j.label: j.observed for j in self.judgements}
+        labels = [j.label for j in self.judgements]
+        repeated = len(set(labels)) < len(labels)
+        values = {(f"{j.label} {j.condition}" if repeated else j.label): j.observed
+                  for j in self.judgements}
         if len(values) == 1:
             return next(iter(values.values()))
         return values or None

@@ -237,11 +237,13 @@ def run_case(state: RunState, case: CheckCase, nodeid: str,
 
             on_wait = WaitReporter(config) if config is not None else None
             observation = state.scheduler.result(nodeid, case, on_wait)
+            _learn_secrets(state.redactor, observation.fields.get("secrets", ()))
             asked, seen = observation.asked, observation.seen
             outcome = evaluate(case.check, observation)
     except RunDeadlinePassed as exc:
         outcome = Outcome("not_run", f"not run: {exc}", reason="run_deadline")
     except ProbeError as exc:
+        _learn_secrets(state.redactor, getattr(exc, "secrets", ()))
         asked, seen = exc.asked, exc.seen
         outcome = Outcome("error", str(exc), reason=exc.reason)
     except Exception as exc:  # a bug in a probe must not look like a measurement
@@ -253,6 +255,12 @@ def run_case(state: RunState, case: CheckCase, nodeid: str,
         finished_at=utcnow(), nodeid=nodeid, redactor=state.redactor, advisory=case.advisory)
     outcome.message = record["message"]
     return outcome, record
+
+
+def _learn_secrets(redactor: Redactor, values: Any) -> None:
+    """Secrets a probe met on the way (a token a flow captured) are redacted from then on."""
+    for value in values or ():
+        redactor.add(str(value))
 
 
 # ---------------------------------------------------------------- reports

@@ -51,6 +51,13 @@ class Context:
         self._overall: Deadline | None = None
         self._on_progress = on_progress
 
+    def pause(self, seconds: float) -> None:
+        """Wait between samples or polls; ends at once (ProbeTimeout) when the run stops."""
+        from opsgate.errors import ProbeTimeout
+
+        if seconds > 0 and self.runner.stopping.wait(seconds):
+            raise ProbeTimeout("the run stopped while this check was waiting")
+
     def progress(self, status: str) -> None:
         """What a long probe is doing now (``sample 3/15, 12m left``), shown while it waits."""
         if self._on_progress is not None:
@@ -140,6 +147,7 @@ class ProbeRunner:
         self._engines: dict[tuple[str, str], Any] = {}
         self._slots: dict[tuple[str, str], threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
+        self.stopping = threading.Event()
 
     def observe(self, case: CheckCase, started: Started | None = None,
                 on_progress: Callable[[str], None] | None = None) -> Observation:
@@ -179,7 +187,8 @@ class ProbeRunner:
             return self._engines[key]
 
     def close(self) -> None:
-        """Close every client and dispose every engine."""
+        """Stop waiting probes, close every client and dispose every engine."""
+        self.stopping.set()
         for client in self._clients.values():
             client.close()
         for engine in self._engines.values():

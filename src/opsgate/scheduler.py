@@ -131,6 +131,7 @@ class Scheduler:
 
     def close(self) -> None:
         """Stop taking work; do not wait for probes blocked past their deadline."""
+        self.runner.stopping.set()
         for job in self._jobs.values():
             job.future.cancel()
         self._pool.shutdown()

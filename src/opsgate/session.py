@@ -211,8 +211,8 @@ def _sensitive_literals(env: LoadedEnvironment, redactor: Redactor) -> list[str]
     header_sets = [t.headers for t in targets.http.values()]
     if targets.prometheus:
         header_sets.append(targets.prometheus.headers)
-    header_sets += [getattr(getattr(c, "request", None), "headers", {}) or {}
-                    for c in env.environment.checks]
+    header_sets += [request.headers for check in env.environment.checks
+                    for request in check.requests()]
     return [value for headers in header_sets for name, value in headers.items()
             if value and redactor.is_sensitive(name)]
 

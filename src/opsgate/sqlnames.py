@@ -7,11 +7,12 @@ optionally qualified once (``schema.table``), and then always double-quoted. Quo
 case as written and makes reserved words usable (``"order"``, ``"user"``): write names as the
 database stores them (PostgreSQL folds unquoted names to lower case when tables are created).
 
-A ``where`` expression is user SQL. Until the run-wide SQL guard validates it as part of the
-generated SELECT, :func:`validate_where` accepts only a conservative subset: one boolean
-expression with balanced parentheses and quotes, no statement separator, comment, backslash,
-dollar quote or parameter marker, and no call of a function with side effects (``pg_*``,
-``set_config``, ``nextval``, ...). It is always wrapped in parentheses where it is used.
+A ``where`` expression is user SQL. :func:`validate_where` accepts a conservative subset: one
+boolean expression with balanced parentheses and quotes and no statement separator, comment,
+backslash, dollar quote or parameter marker (so it cannot close the parentheses it is wrapped
+in), and then has the SQL guard (``opsgate.config.sqlguard``, PostgreSQL's own parser) check
+``select 1 where (EXPRESSION)`` as one read without side-effect calls (``pg_terminate_backend``,
+``set_config``, ``nextval``, advisory locks, ...).
 """
 
 from __future__ import annotations
@@ -23,11 +24,6 @@ from pydantic import AfterValidator
 
 MAX_IDENTIFIER = 63
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
-#: Functions a read-only session still runs and that act on the server (or just wait).
-_SIDE_EFFECTS = {"set_config", "nextval", "setval", "currval", "lastval", "txid_current",
-                 "dblink", "dblink_exec", "query_to_xml", "query_to_json", "load_extension"}
-_SIDE_EFFECT_PREFIXES = ("pg_", "lo_", "dblink")
 _FORBIDDEN = {";": "a statement separator ';'", "--": "a comment '--'", "/*": "a comment '/*'",
               "\\": "a backslash", "$": "a '$' (dollar quote or parameter)",
               "?": "a '?' (parameter marker)", ":": "a ':' (a parameter; '::' casts are fine)"}
@@ -87,12 +83,20 @@ def validate_where(expression: object) -> str:
         if token in outside.replace("::", "  "):
             raise ValueError(f"'where' may not contain {what}: {expression!r}")
     _balanced(outside, expression)
-    for match in _CALL.finditer(outside):
-        function = match.group(1).lower()
-        if function in _SIDE_EFFECTS or function.startswith(_SIDE_EFFECT_PREFIXES):
-            raise ValueError(f"'where' may not call {function}(): it acts on the server; "
-                             "use a plain boolean expression over the table's columns")
+    _guarded(expression.strip())
     return expression.strip()
+
+
+def _guarded(expression: str) -> None:
+    """The SQL guard's verdict on ``select 1 where (expression)``."""
+    from opsgate.config.sqlguard import UnsafeSql, check_read_only
+
+    try:
+        check_read_only(f"select 1 where ({expression})")
+    except UnsafeSql as exc:
+        reason = str(exc).split(" at line ")[0].removesuffix(".")
+        raise ValueError(f"'where' {expression!r} is not a read-only boolean expression: "
+                         f"{reason}") from None
 
 
 def _outside_quotes(expression: str) -> str:

@@ -96,6 +96,14 @@ class CheckBase(Strict):
         """The targets this check talks to (validated to exist before the run)."""
         return []
 
+    def target_problems(self, targets: Targets) -> list[tuple[tuple[str | int, ...], str]]:
+        """Problems with the targets this check names (e.g. a PostgreSQL check on SQLite)."""
+        return []
+
+    def requests(self) -> list[Any]:
+        """The ``HttpRequest`` models this check sends (their literal headers are redacted)."""
+        return []
+
     def budget(self, targets: Targets) -> float:
         """Seconds this check may take once it holds its target (``timeout`` wins)."""
         return self.timeout if self.timeout is not None else 10.0

@@ -93,7 +93,7 @@ def load_environment(path: FsPath, environ: Mapping[str, str] | None = None) -> 
         environment = Environment.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_validation_problems(exc, raw, lines, path)) from None
-    problems = [f"{path}:{line_of(lines, where)}: {_key(where)}: {what}"
+    problems = [f"{path}:{line_of(lines, where)}: {_key(where, raw)}: {what}"
                 for where, what in cross_check(environment)]
     if problems:
         raise ConfigError(problems)
@@ -166,6 +166,8 @@ def _target_problems(env: Environment, check: CheckBase) -> list[tuple[Path, str
             continue
         known = getattr(env.targets, reference.section)
         problems.extend(_named(reference, known))
+    if not problems:
+        problems.extend(check.target_problems(env.targets))
     return problems
 
 
@@ -209,7 +211,10 @@ def _validation_problems(exc: ValidationError, raw: Any,
 def _data_path(raw: Any, loc: tuple[Any, ...]) -> Path:
     """The path into the file for a pydantic ``loc`` (dropping union tags it inserts)."""
     node, result = raw, []
-    for part in loc:
+    for index, part in enumerate(loc):
+        if (index == 2 and loc[0] == "checks" and isinstance(node, dict)
+                and part == node.get("kind")):
+            continue  # the union tag pydantic puts after a check's index
         if _has(node, part):
             node = node[part]
         elif isinstance(node, dict) and part in (*kind_names(), "function-after"):

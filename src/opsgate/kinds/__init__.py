@@ -19,6 +19,8 @@ KIND_MODULES = (
     "opsgate.kinds.baseline",
     "opsgate.kinds.freshness",
     "opsgate.kinds.alerts",
+    "opsgate.kinds.postgres",
+    "opsgate.kinds.invariant",
 )
 
 

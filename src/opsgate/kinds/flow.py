@@ -22,6 +22,7 @@ import json
 import re
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -44,7 +45,7 @@ DEFAULT_EXPECT = HttpExpect(status="between 200 and 299")
 HISTORY = 20
 
 StepName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$", max_length=60)]
-CaptureName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=60)]
+CAPTURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,59}")
 
 
 class Poll(Strict):
@@ -64,12 +65,15 @@ class FlowStep(Strict):
     expect: HttpExpect | None = None
     until: HttpExpect | None = None
     poll: Poll | None = None
-    capture: dict[CaptureName, str] = {}
+    capture: dict[str, str] = {}
 
     @field_validator("capture")
     @classmethod
     def _jmespath(cls, capture: dict[str, str]) -> dict[str, str]:
-        for expression in capture.values():
+        for name, expression in capture.items():
+            if not CAPTURE_NAME.fullmatch(name):
+                raise ValueError(f"capture name {name!r}: use letters, digits and _ (it is "
+                                 "written {name} in later steps)")
             compile_jmespath(expression)
         return capture
 
@@ -99,16 +103,21 @@ class FlowCheck(CheckBase):
     @model_validator(mode="after")
     def _consistent(self) -> FlowCheck:
         problems = [*_duplicate_names(self.steps), *_unknown_placeholders(self.steps)]
-        unsafe = [s.name for s in self.steps if s.request.method not in SAFE_METHODS]
+        unsafe = [f"{s.name!r} ({s.request.method})" for s in self.steps
+                  if s.request.method not in SAFE_METHODS]
         if unsafe and not self.mutating:
-            problems.append(f"step(s) {', '.join(map(repr, unsafe))} can change state: mark the "
-                            "check 'mutating: true' (it then runs only with --allow-mutations)")
+            problems.append(f"step{'s' if len(unsafe) > 1 else ''} {', '.join(unsafe)} can "
+                            "change state: mark the check 'mutating: true' (it then runs only "
+                            "with --allow-mutations)")
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
     def references(self) -> list[Reference]:
         return [Reference(("target",), "http", self.target)]
+
+    def requests(self) -> list[HttpRequest]:
+        return [step.request for step in self.steps]
 
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
@@ -251,7 +260,7 @@ class TargetSession:
         self.ctx = ctx
         self.name = target or next(iter(ctx.targets.http))
         self.config = ctx.targets.http[self.name]
-        self.client = make_http_client(verify=self.config.verify_tls)
+        self.client = make_http_client(verify=self.config.verify_tls, keep_cookies=True)
 
     def __enter__(self) -> TargetSession:
         return self
@@ -273,11 +282,16 @@ class TargetSession:
         return build_request(self.client, self.config.base_url, request, self.config.headers,
                              values)
 
-    def send(self, built: Any, seconds: float) -> Observation:
-        """Send a built request within ``seconds`` (and the check's budget)."""
+    def slot(self) -> AbstractContextManager[None]:
+        """One of the target's concurrency slots."""
+        return self.ctx.runner.slot(self.ctx.env, f"http:{self.name}", self.config.concurrency)
+
+    def send(self, built: Any, seconds: float, *, hold_slot: bool = True) -> Observation:
+        """Send a built request within ``seconds`` (and the check's budget), in a slot unless
+        the caller holds one already."""
         from opsgate.probes.http import probe_http
 
-        with self.ctx.runner.slot(self.ctx.env, f"http:{self.name}", self.config.concurrency):
+        with self.slot() if hold_slot else nullcontext():
             return probe_http(self.client, built, self.ctx.deadline(seconds),
                               retries=self.config.retries)
 

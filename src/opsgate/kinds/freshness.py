@@ -77,13 +77,20 @@ def _text(text: str) -> datetime:
 
 
 def format_age(seconds: float) -> str:
-    """``312s``, ``4.2s``, ``3h05m (11100s)``."""
+    """``312s``, ``4.2s``, ``3h05m = 11100s``."""
     if seconds < 10:
         return f"{seconds:.3g}s"
     if seconds < 3600:
         return f"{seconds:.0f}s"
     hours, rest = divmod(int(seconds), 3600)
-    return f"{hours}h{rest // 60:02d}m ({seconds:.0f}s)"
+    return f"{hours}h{rest // 60:02d}m = {seconds:.0f}s"
+
+
+def format_limit(seconds: float) -> str:
+    """``max_age`` in the unit of the age beside it: ``60s``, ``300s``, ``2h``."""
+    if 1 <= seconds < 3600:
+        return f"{seconds:g}s"
+    return format_duration(seconds)
 
 
 class FreshnessCheck(CheckBase):
@@ -130,7 +137,7 @@ class FreshnessCheck(CheckBase):
                            finished_at=utcnow())
 
     def pairs(self, observation: Observation) -> Iterable[Pair]:
-        text = f"<= {format_duration(self.max_age)}"
+        text = f"<= {format_limit(self.max_age)}"
         for subject in observation.subjects:
             condition = ReducedCondition(text, "<=", self.max_age,
                                          shown=format_age(subject.value))

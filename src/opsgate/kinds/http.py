@@ -92,6 +92,9 @@ class HttpCheck(CheckBase):
     def references(self) -> list[Reference]:
         return [Reference(("target",), "http", self.target)]
 
+    def requests(self) -> list[HttpRequest]:
+        return [self.request]
+
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout

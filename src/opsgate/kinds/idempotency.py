@@ -83,6 +83,9 @@ class IdempotencyCheck(CheckBase):
     def references(self) -> list[Reference]:
         return [Reference(("target",), "http", self.target)]
 
+    def requests(self) -> list[HttpRequest]:
+        return [self.request]
+
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout
@@ -202,7 +205,8 @@ class IdempotencyRun:
         return observation
 
     def _in_flight(self, session: TargetSession) -> None:
-        """Two requests with one new key, released together by a barrier."""
+        """Two requests with one new key, released together by a barrier (in one slot of the
+        target: the pair is one probe, and two slots could deadlock against another check)."""
         self.ctx.progress("in-flight pair")
         body = self.check.in_flight_json
         request = self._keyed(self._with_json(body) if body is not None else self.check.request,
@@ -213,9 +217,10 @@ class IdempotencyRun:
         def one(_: int) -> Observation:
             built = session.build(request)
             barrier.wait(timeout=seconds)
-            return session.send(built, seconds)
+            return session.send(built, seconds, hold_slot=False)
 
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="opsgate-in-flight") as pool:
+        with session.slot(), ThreadPoolExecutor(
+                max_workers=2, thread_name_prefix="opsgate-in-flight") as pool:
             futures = [pool.submit(one, index) for index in range(2)]
             try:
                 answers = [future.result() for future in futures]

@@ -39,9 +39,9 @@ Rules (catalog ids in brackets):
 ``mask`` [D9] names columns whose values must not leave the check: every sampled column that
 is, or is computed from, a masked column (a sum of ``amount``, a difference with ``balance``)
 reads ``[MASKED]``; a NULL stays NULL. A hash prefix was rejected: amounts have so few likely
-values that an unsalted hash gives them back. ``where`` is user SQL, accepted only in the
-conservative form ``opsgate.sqlnames.validate_where`` allows until the lead's SQL guard checks
-it as part of the generated SELECT.
+values that an unsalted hash gives them back. ``where`` is user SQL: it must fit the conservative
+form ``opsgate.sqlnames.validate_where`` allows (it cannot close the parentheses it is wrapped
+in) and pass the SQL guard as ``select 1 where (EXPRESSION)``, both at load time.
 """
 
 from __future__ import annotations
@@ -191,11 +191,10 @@ class InvariantCheck(CheckBase):
             observation = ctx.sql_scalar(self.database, query.sql, seconds, label="count")
             return annotate(observation, self, query, dialect)
         observation = ctx.sql_violations(self.database, query.sql, self.sample, seconds)
-        observation = annotate(observation, self, query, dialect)
-        if self.rule == "count":
+        if self.rule == "count":  # judged before any masking
             rows = observation.seen.get("rows") or []
             observation.fields["largest"] = rows[0]["row_count"] if rows else 0
-        return observation
+        return annotate(observation, self, query, dialect)
 
     def pairs(self, observation: Observation) -> Iterable[Pair]:
         label = describe(self)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NamedTuple
 import jmespath
 from pydantic import Field, field_validator, model_validator
 
-from opsgate.config.base import Reference, Strict
+from opsgate.config.base import PromQL, ReadOnlySql, Reference, Strict
 from opsgate.durations import Duration
 from opsgate.errors import NoData, ProbeQueryError
 from opsgate.kinds.http import SAFE_METHODS, HttpRequest, compile_jmespath
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from opsgate.observation import Observation, Subject
     from opsgate.runner import Context
 
-Query = Annotated[str, Field(min_length=1)]
+JmesPath = Annotated[str, Field(min_length=1)]
 
 
 class Reading(NamedTuple):
@@ -48,7 +48,7 @@ class HttpSource(Strict):
 
     target: str | None = None
     request: HttpRequest = HttpRequest()
-    value: Query
+    value: JmesPath
 
     @field_validator("value")
     @classmethod
@@ -61,13 +61,13 @@ class SqlSource(Strict):
     """A scalar query: one row, one column."""
 
     database: str | None = None
-    query: Query
+    query: ReadOnlySql
 
 
 class PromqlSource(Strict):
     """An instant query returning exactly one series (or a scalar)."""
 
-    query: Query
+    query: PromQL
     offset: Duration | None = None
 
 

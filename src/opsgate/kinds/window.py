@@ -80,11 +80,11 @@ class WindowCheck(CheckBase):
     # ------------------------------------------------------------ plan
     def offsets(self) -> list[float]:
         """Seconds after the start of each sample: every interval, and the end of the window."""
-        count = math.ceil(self.window / self.interval - 1e-9)
-        return [index * self.interval for index in range(count)] + [self.window]
+        return [index * self.interval for index in range(self.planned() - 1)] + [self.window]
 
     def planned(self) -> int:
-        return len(self.offsets())
+        """How many samples the window takes (or points a range query returns)."""
+        return math.ceil(self.window / self.interval - 1e-9) + 1
 
     def needed(self) -> int:
         """The fewest samples that make a judgement."""
@@ -186,8 +186,7 @@ class Sampling:
     def _wait(self, moment: float) -> float:
         """Sleep until ``moment`` (monotonic); the seconds it is already past."""
         pause = moment - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
+        self.ctx.pause(pause)
         return max(-pause, 0.0)
 
     def _take(self, index: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -25,9 +26,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 RETRY_STATUSES = frozenset({429, 503})
 
 
-def make_http_client(verify: bool = True) -> httpx.Client:
-    """A client for one target: no redirects followed (a check sees what the server says)."""
-    return httpx.Client(verify=verify, follow_redirects=False,
+def make_http_client(verify: bool = True, *, keep_cookies: bool = False) -> httpx.Client:
+    """A client for one target: no redirects followed (a check sees what the server says).
+
+    The run's shared clients keep no cookies, so one check's session never reaches another
+    check; a flow makes its own client with ``keep_cookies=True`` for its own steps.
+    """
+    jar = None if keep_cookies else CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.Client(verify=verify, follow_redirects=False, cookies=jar,
                         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
 
 
