@@ -14,8 +14,12 @@ demo: $(STAMP)
 test: $(STAMP) services
 	$(BIN)/python -m pytest tests $(ARGS)
 
+bench: $(STAMP) services
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python benchmarks/run.py $(ARGS)
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests checks
+	$(BIN)/ruff check src tests checks benchmarks
 
 services:
 	@scripts/ensure-services
