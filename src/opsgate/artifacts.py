@@ -48,10 +48,26 @@ class RunFiles:
     def report(self) -> Path:
         return self.directory / "report.html"
 
-    def finish(self) -> None:
-        """Publish every staged file that was written completely."""
+    def finish(self, config: pytest.Config | None = None) -> None:
+        """Publish every staged file that was written completely.
+
+        pytest-html and JUnit print the path they wrote; they are told the final one.
+        """
         for temporary, final in self.renames:
             if temporary.exists():
                 with open(temporary, "rb") as handle:
                     os.fsync(handle.fileno())
                 os.replace(temporary, final)
+                if config is not None:
+                    _repoint(config, temporary, final)
+        self.renames = []
+
+
+def _repoint(config: pytest.Config, temporary: Path, final: Path) -> None:
+    """Make the reporting plugins name ``final`` in the lines they print."""
+    for plugin in config.pluginmanager.get_plugins():
+        for attribute in ("_report_path", "logfile"):
+            value = getattr(plugin, attribute, None)
+            if value is not None and Path(value) == temporary:
+                setattr(plugin, attribute, type(value)(final) if isinstance(value, Path)
+                        else str(final))

@@ -106,7 +106,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if state is None:
         return
     if state.files is not None:
-        state.files.finish()
+        state.files.finish(config)
     state.close()
     restore_logging()
     previous = config.stash.get(PREVIOUS_SIGTERM, None)
@@ -308,6 +308,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if finished:
         session.exitstatus = (pytest.ExitCode.OK if decision.passed
                               else pytest.ExitCode.TESTS_FAILED)
+
+
+@pytest.hookimpl(specname="pytest_sessionfinish", wrapper=True, trylast=True)
+def pytest_sessionfinish_publish(session: pytest.Session, exitstatus: int):
+    """After pytest-html and JUnit have written, publish their files under the final names."""
+    result = yield
+    state = session.config.stash.get(STATE, None)
+    if state is not None and state.files is not None:
+        state.files.finish(session.config)
+    return result
 
 
 @pytest.hookimpl(optionalhook=True)
