@@ -9,6 +9,7 @@ raises ``Unmeasurable``, which the check reports as an error, never as a pass.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 import operator
 import re
 from collections.abc import Callable
@@ -51,7 +52,7 @@ def _number(value: Any) -> float | None:
     """``value`` as a finite float when it is numeric (numbers or numeric strings)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         number = float(value)
     elif isinstance(value, str):
         try:

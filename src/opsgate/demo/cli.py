@@ -23,6 +23,7 @@ from types import FrameType
 
 from opsgate.demo.context import SECRET_HEADER, SECRET_VARIABLE
 from opsgate.demo.database import DEFAULT_URL, DemoDatabaseError, backend
+from opsgate.demo.envfile import EnvFileError
 from opsgate.demo.faults import UnknownFault, describe, validate
 from opsgate.demo.gate import GateSetupError, run_gate
 from opsgate.demo.prometheus import PrometheusError
@@ -51,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.command == "serve":
             return _serve(options)
         return _gate(options, extra)
-    except (UnknownFault, DemoDatabaseError, GateSetupError, PrometheusError) as exc:
+    except (UnknownFault, DemoDatabaseError, GateSetupError, PrometheusError,
+            EnvFileError) as exc:
         return _fail(str(exc), USAGE_ERROR)
 
 
@@ -109,15 +111,16 @@ def _serve(options: argparse.Namespace) -> int:
     print(f"opsgate-demo: internal endpoints need the header {SECRET_HEADER}: {where}")
     print("opsgate-demo: press Ctrl-C to stop", flush=True)
     stopped = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    previous = {number: signal.signal(number, lambda *_: stopped.set())
+                for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stopped.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         server.stop()
+    print("opsgate-demo: stopped")
     return 0
 
 

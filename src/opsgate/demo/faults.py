@@ -44,7 +44,7 @@ FAULTS: dict[str, str] = {
 SYMPTOMS: dict[str, frozenset[str]] = {name: frozenset(ids) for name, ids in {
     "dlq_growing": ("Q1-http", "Q1-sql", "Q2", "Q6"),
     "ledger_drift": ("D1",),
-    "stale_heartbeat": ("Q3", "Q4", "F2"),
+    "stale_heartbeat": ("Q3-status", "Q3-trend", "Q4", "F2"),
     "open_internal": ("H4-no-secret",),
     "slow_health": ("H1",),
     "failed_jobs": ("Q5-jobs", "Q5-status", "M5"),
@@ -55,8 +55,7 @@ SYMPTOMS: dict[str, frozenset[str]] = {name: frozenset(ids) for name, ids in {
     "insecure_cookie": ("F1",),
     "webhook_failures": ("Q5-webhooks", "Q5-status", "F3"),
     "canary_leak": ("F5",),
-    "idempotency_broken": ("F4-replay", "F4-mismatch", "F4-in-flight",
-                           "D5-idempotency-key"),
+    "idempotency_broken": ("F4", "D5-idempotency-key"),
     "stale_rollup": ("D7", "Q12"),
     "slow_p95": ("M1", "M7"),
     "error_spike": ("M2", "M4"),

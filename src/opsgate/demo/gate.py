@@ -2,8 +2,9 @@
 
 The run gets its own folder under ``.opsgate-demo/runs/`` (SQLite database, rendered
 environment file, Prometheus data and log). The catalog runs as a child process
-``python -m pytest checks --env <rendered file> --checklist demo|demo-core`` from the repo
-root with a fresh ``DEMO_OPS_SECRET``; its exit status is the gate's (0 PASS, 1 BLOCKED).
+``python -m pytest checks --env <rendered file> --checklist demo|demo-core --allow-mutations``
+from the repo root with a fresh ``DEMO_OPS_SECRET`` (the demo is not production, and its smoke
+flows create jobs, payments and replays); its exit status is the gate's (0 PASS, 1 BLOCKED).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from opsgate.demo.context import SECRET_VARIABLE
 from opsgate.demo.envfile import render
 from opsgate.demo.faults import PROMETHEUS_ONLY
 from opsgate.demo.prometheus import DEFAULT_PORT as PROMETHEUS_PORT
-from opsgate.demo.prometheus import DemoPrometheus, binaries
+from opsgate.demo.prometheus import DemoPrometheus, binaries, free_port, port_is_free
 from opsgate.demo.server import DEFAULT_PORT, DemoServer
 
 ENV_FILE = Path("fixtures") / "environments" / "demo.yaml"
@@ -51,9 +52,16 @@ class GateResult:
 def run_gate(*, faults: Sequence[str] = (), db_url: str | None = None,
              root: Path | None = None, pytest_args: Sequence[str] = (),
              prometheus: bool | None = None, runs_dir: Path | None = None,
+             port: int = DEFAULT_PORT, prometheus_port: int = PROMETHEUS_PORT,
+             secret: str | None = None,
              stdout: IO[str] | None = None, say: Callable[[str], None] | None = None,
              ) -> GateResult:
-    """Run the demo gate; ``prometheus=None`` uses Prometheus when it is installed."""
+    """Run the demo gate; ``prometheus=None`` uses Prometheus when it is installed.
+
+    ``port`` and ``prometheus_port`` are tried first (a free port is used when they are taken;
+    0 always takes a free one). ``secret`` is the run's ``DEMO_OPS_SECRET`` (default: a new
+    random one).
+    """
     root = (root or Path.cwd()).resolve()
     say = say or _say
     _require(root)
@@ -61,19 +69,23 @@ def run_gate(*, faults: Sequence[str] = (), db_url: str | None = None,
     use_prometheus = binaries() is not None if prometheus is None else prometheus
     checklist = "demo" if use_prometheus else "demo-core"
     if not use_prometheus:
-        say("prometheus/promtool not found: running the demo-core checklist "
-            "(no SLO checks); install Debian's prometheus for the full demo gate")
+        why = "prometheus/promtool not found" if prometheus is None else "without Prometheus"
+        say(f"{why}: running the demo-core checklist (no SLO checks)"
+            + ("; install Debian's prometheus for the full demo gate" if prometheus is None
+               else ""))
         hidden = sorted(set(faults) & PROMETHEUS_ONLY)
         if hidden:
             say(f"fault {', '.join(hidden)} shows only in Prometheus: demo-core cannot see it")
     with ExitStack() as stack:
-        demo = _start_demo(faults, db_url or f"sqlite:///{run_dir / 'demo.sqlite'}")
+        demo = _start_demo(faults, db_url or f"sqlite:///{run_dir / 'demo.sqlite'}", port,
+                           secret)
         stack.callback(demo.stop)
         prometheus_url = f"http://127.0.0.1:{PROMETHEUS_PORT}"
         if use_prometheus:
             server = DemoPrometheus(run_dir / "prometheus", f"127.0.0.1:{demo.port}",
-                                    demo.faults).start()
+                                    demo.faults, port=prometheus_port or free_port())
             stack.callback(server.stop)
+            server.start()
             prometheus_url = server.url
         injected = ", ".join(sorted(demo.faults)) or "none"
         say(f"demo on {demo.url} ({demo.backend}; faults: {injected})"
@@ -84,7 +96,7 @@ def run_gate(*, faults: Sequence[str] = (), db_url: str | None = None,
                            prometheus_url=prometheus_url, db_url=demo.db_url)
         variables[SECRET_VARIABLE] = demo.secret
         command = [sys.executable, "-m", "pytest", "checks", "--env", str(env_file),
-                   "--checklist", checklist, *pytest_args]
+                   "--checklist", checklist, "--allow-mutations", *pytest_args]
         code = _run_child(command, root, variables, stdout)
     return GateResult(code, run_dir, checklist)
 
@@ -115,12 +127,16 @@ def _new_run_dir(runs: Path) -> Path:
     return run_dir
 
 
-def _start_demo(faults: Sequence[str], db_url: str) -> DemoServer:
-    """The demo on its default port, or on a free one when that is taken."""
-    try:
-        return DemoServer(port=DEFAULT_PORT, db_url=db_url, faults=tuple(faults)).start()
-    except OSError:
-        return DemoServer(port=0, db_url=db_url, faults=tuple(faults)).start()
+def _start_demo(faults: Sequence[str], db_url: str, port: int,
+                secret: str | None) -> DemoServer:
+    """The demo on ``port``, or on a free one when that is taken."""
+    if port and port_is_free(port):
+        try:
+            return DemoServer(port=port, db_url=db_url, faults=tuple(faults),
+                              secret=secret).start()
+        except OSError:  # taken since we looked
+            pass
+    return DemoServer(port=0, db_url=db_url, faults=tuple(faults), secret=secret).start()
 
 
 def _run_child(command: list[str], cwd: Path, variables: dict[str, str],

@@ -117,7 +117,10 @@ def _points(name: str, labels: dict[str, str], times: list[float],
 
 def _gauges(faults: frozenset[str], base: dict[str, str], times: list[float],
             incident: float, end: float) -> Iterator[str]:
-    """DLQ size, consumer lag, sync time, queue depth and ``up``, as the incident had them."""
+    """DLQ size, consumer lag, sync time and queue depth, as the incident had them.
+
+    ``up`` is not backfilled: only a live scrape may say the demo is up.
+    """
     dlq_top = HEALTHY_DLQ + (DLQ_BURST if "dlq_growing" in faults else 0)
     lag_top = LAG_BACKLOG if "lag_growing" in faults else 0
     synced_until = end - 20 * 60 if "sync_stale" in faults else float("inf")
@@ -133,10 +136,8 @@ def _gauges(faults: frozenset[str], base: dict[str, str], times: list[float],
                        lambda at: float(int(min(at, synced_until)) // 5 * 5))
     yield "# TYPE job_queue_depth gauge"
     yield from _points("job_queue_depth", {**base, "state": "queued"}, times,
-                       lambda at: max(0, (at - worker_died) // 5 + 1))
+                       lambda at: (at - worker_died) // 5 + 1 if at >= worker_died else 0)
     yield from _points("job_queue_depth", {**base, "state": "running"}, times, lambda at: 0)
-    yield "# TYPE up gauge"
-    yield from _points("up", base, times, lambda at: 1)
 
 
 def _counters(faults: frozenset[str], base: dict[str, str], times: list[float],

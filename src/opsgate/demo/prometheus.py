@@ -63,6 +63,7 @@ def binaries() -> tuple[str, str] | None:
 def port_is_free(port: int) -> bool:
     """Whether nothing listens on ``127.0.0.1:port`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
         try:
             sock.bind((HOST, port))
         except OSError:

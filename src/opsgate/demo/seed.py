@@ -162,6 +162,10 @@ def _jobs(conn: Connection, faults: frozenset[str], now: datetime) -> None:
                   "error": "insights: division by zero in weekly trend",
                   "created_at": now - timedelta(minutes=m), "updated_at": now - timedelta(
                       minutes=m)} for m in (50, 35, 20)]
+    if "stale_heartbeat" in faults:  # the scheduler kept queueing after the worker died
+        rows += [{"kind": "insights", "status": "queued", "error": None,
+                  "created_at": now - timedelta(seconds=s), "updated_at": now - timedelta(
+                      seconds=s)} for s in range(360, 0, -5)]
     conn.execute(jobs.insert(), rows)
     beat = now - timedelta(minutes=6) if "stale_heartbeat" in faults else now
     conn.execute(worker_heartbeats.insert().values(

@@ -6,6 +6,7 @@ the ``stuck_lock`` session and the database pools, and is safe to call twice.
 
 from __future__ import annotations
 
+import errno
 import logging
 import secrets
 import threading
@@ -92,9 +93,13 @@ class DemoServer:
 
     def _serve(self) -> None:
         assert self.context is not None
-        self._server = make_server(HOST, self.requested_port, create_app(self.context),
-                                   threaded=True)
+        try:
+            self._server = make_server(HOST, self.requested_port, create_app(self.context),
+                                       threaded=True)
+        except SystemExit as exc:  # werkzeug prints and exits when the port is taken
+            raise OSError(errno.EADDRINUSE, f"port {self.requested_port} is in use") from exc
         self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
                                         name="opsgate-demo-http", daemon=True)
         self._thread.start()
 
