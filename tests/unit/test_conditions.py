@@ -43,3 +43,10 @@ def test_describe_shows_observed_beside_expectation():
        allow_infinity=False))
 def test_less_than_agrees_with_python(value, bound):
     assert Condition.parse(f"< {bound!r}").check(value) is (value < bound)
+
+
+def test_database_decimals_are_numbers():
+    from decimal import Decimal
+
+    assert Condition.parse("< 0.8").check(Decimal("0.11"))
+    assert not Condition.parse("== 0").check(Decimal("2.50"))
