@@ -9,11 +9,11 @@ raises ``Unmeasurable``, which the check reports as an error, never as a pass.
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import yaml

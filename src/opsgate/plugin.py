@@ -85,6 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = start(config)
     config.stash[STATE] = state
     config.pluginmanager.register(state, "opsgate-run")
+    _replace_metadata(config, state)
     quiet_and_redact_logging(state.redactor)
     config.stash[PREVIOUS_SIGTERM] = _handle_sigterm()
 
@@ -114,9 +115,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _replace_metadata(config: pytest.Config, state: RunState) -> None:
+    """The report's environment table shows the run's facts, not the process environment."""
+    try:
+        from pytest_metadata.plugin import metadata_key
+    except ImportError:  # pytest-html without pytest-metadata: nothing to replace
+        return
+    metadata = config.stash.get(metadata_key, None)
+    if metadata is not None:
+        pytest_metadata(metadata, config)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_metadata(metadata: dict[str, Any], config: pytest.Config) -> None:
-    """The report's environment table shows the run's facts, not the process environment."""
+    """The run's facts replace the interpreter and plugin versions pytest-html would show."""
     state = config.stash.get(STATE, None)
     if state is None:
         return
@@ -324,7 +336,8 @@ def pytest_sessionfinish_publish(session: pytest.Session, exitstatus: int):
 def pytest_html_report_title(report: Any) -> None:
     state = report.config.stash.get(STATE, None)
     if state is not None:
-        report.title = (f"opsgate gate: {state.info.environment_label} / "
+        verdict = state.decision.verdict if state.decision else "INCOMPLETE"
+        report.title = (f"opsgate gate {verdict}: {state.info.environment_label} / "
                         f"{state.info.checklist_label}")
 
 

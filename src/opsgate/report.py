@@ -129,13 +129,22 @@ def _judgement_colour(ok: bool | None) -> str:
     return {True: "#1a7f37", False: "#cf222e"}.get(ok, "#9a6700")  # type: ignore[call-overload]
 
 
+_PRE = "<pre style='white-space:pre-wrap;max-height:30em;overflow:auto'>"
+
+
 def _section(title: str, content: Any) -> str:
+    """A collapsible block; multi-line texts (SQL, PromQL) are shown as written."""
     if not content:
         return ""
-    text = json.dumps(content, indent=2, ensure_ascii=False, default=str)
-    return (f"<details open><summary><b>{escape(title)}</b></summary>"
-            f"<pre style='white-space:pre-wrap;max-height:30em;overflow:auto'>"
-            f"{escape(text)}</pre></details>")
+    texts = {}
+    if isinstance(content, dict):
+        texts = {k: v for k, v in content.items() if isinstance(v, str) and "\n" in v}
+        content = {k: v for k, v in content.items() if k not in texts}
+    blocks = "".join(f"<p><i>{escape(key)}</i></p>{_PRE}{escape(text.strip())}</pre>"
+                     for key, text in texts.items())
+    rest = json.dumps(content, indent=2, ensure_ascii=False, default=str) if content else ""
+    return (f"<details open><summary><b>{escape(title)}</b></summary>{blocks}"
+            f"{f'{_PRE}{escape(rest)}</pre>' if rest else ''}</details>")
 
 
 def terminal_lines(document: dict[str, Any]) -> list[str]:

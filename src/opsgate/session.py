@@ -29,6 +29,10 @@ from opsgate.runner import CheckCase, ProbeRunner
 from opsgate.scheduler import Scheduler
 from opsgate.selection import coverage, select
 
+DECISIONS = {"PASS": "proceed: every required check passed",
+             "BLOCKED": "hold: do not proceed until the blocking checks pass",
+             "INCOMPLETE": "rerun: the run did not finish"}
+
 
 class RunState:
     """Everything one opsgate run keeps between hooks."""
@@ -130,6 +134,7 @@ class RunState:
             "format": "opsgate.evidence/1",
             "verdict": decision.verdict,
             "reason": decision.reason,
+            "decision": DECISIONS[decision.verdict],
             "blocking": decision.blocking,
             "advisory_failures": decision.advisory,
             "counts": decision.counts,
