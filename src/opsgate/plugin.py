@@ -85,6 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = start(config)
     config.stash[STATE] = state
     config.pluginmanager.register(state, "opsgate-run")
+    config.pluginmanager.register(RedactReports(state.redactor), "opsgate-redact")
     _replace_metadata(config, state)
     quiet_and_redact_logging(state.redactor)
     config.stash[PREVIOUS_SIGTERM] = _handle_sigterm()
@@ -299,7 +300,8 @@ def _is_final_phase(report: pytest.TestReport) -> bool:
     return report.when == "call" or (report.when == "setup" and not report.passed)
 
 
-def _redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
+def _redact_report(report: Any, redactor: Redactor) -> None:
+    """Every text a report carries: failure, captured output, xfail reason, properties, extras."""
     if report.longrepr is not None:
         if isinstance(report.longrepr, tuple):
             path, line, message = report.longrepr
@@ -307,6 +309,45 @@ def _redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
         else:
             report.longrepr = redactor.text(str(report.longrepr))
     report.sections = [(title, redactor.text(content)) for title, content in report.sections]
+    if hasattr(report, "wasxfail"):
+        report.wasxfail = redactor.text(str(report.wasxfail))
+    if getattr(report, "user_properties", None):
+        report.user_properties = [(name, redactor.text(str(value)))
+                                  for name, value in report.user_properties]
+    if getattr(report, "extras", None):
+        report.extras = [extra if extra.get("format_type") == "image"
+                         or not isinstance(extra.get("content"), str)
+                         else {**extra, "content": redactor.text(extra["content"])}
+                         for extra in report.extras]
+
+
+class RedactReports:
+    """Redacts every report and warning before the terminal, JUnit and pytest-html read it.
+
+    This runs at ``logreport`` (after pytest-html added its extras) and for collection reports.
+    """
+
+    def __init__(self, redactor: Redactor):
+        self.redactor = redactor
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        _redact_report(report, self.redactor)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        _redact_report(report, self.redactor)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str,
+                                location: Any) -> None:
+        text = str(warning_message.message)
+        redacted = self.redactor.text(text)
+        if redacted != text:
+            try:
+                warning_message.message = warning_message.category(redacted)
+            except Exception:  # a warning class with another signature
+                warning_message.message = UserWarning(redacted)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -408,9 +408,13 @@ class Redactor:
         """Treat ``secret`` as secret from now on (values shorter than 4 chars are ignored)."""
         if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
             return
+        # Tools strip what surrounds a value (pytest's diff drops trailing spaces): the
+        # stripped secret is as secret as the whole one.
+        stripped = secret.strip()
+        variants = {secret} | ({stripped} if len(stripped) >= MIN_SECRET_LENGTH else set())
         with self._lock:
-            if secret not in self._secrets:
-                self._secrets.add(secret)
+            if not variants <= self._secrets:
+                self._secrets |= variants
                 self._stale = True
 
     def add_names(self, names: Iterable[str]) -> None:

@@ -243,8 +243,15 @@ def quiet_and_redact_logging(redactor: Redactor) -> None:
         record = previous(*args, **kwargs)
         try:
             record.msg, record.args = redactor.text(record.getMessage()), None
+            if record.exc_info:
+                record.exc_text = redactor.text(
+                    logging.Formatter().formatException(record.exc_info))
+                record.exc_info = None
+            if record.stack_info:
+                record.stack_info = redactor.text(record.stack_info)
         except Exception:  # a broken log call must not break the run
             record.msg, record.args = "[unformattable log record]", None
+            record.exc_info = None
         return record
 
     factory.opsgate_previous = previous  # type: ignore[attr-defined]

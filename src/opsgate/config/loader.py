@@ -92,13 +92,21 @@ def load_environment(path: FsPath, environ: Mapping[str, str] | None = None) -> 
     try:
         environment = Environment.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_validation_problems(exc, raw, lines, path)) from None
+        raise ConfigError(_hide(secrets, _validation_problems(exc, raw, lines, path))) from None
     problems = [f"{path}:{line_of(lines, where)}: {_key(where, raw)}: {what}"
                 for where, what in cross_check(environment)]
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_hide(secrets, problems))
     fingerprint = hashlib.sha256(text.encode()).hexdigest()
     return LoadedEnvironment(environment, path, frozenset(secrets), fingerprint)
+
+
+def _hide(secrets: set[str], problems: list[str]) -> list[str]:
+    """Messages that echo a value (a bad timeout) must not echo a secret."""
+    from opsgate.redaction import Redactor
+
+    redactor = Redactor(secrets)
+    return [redactor.text(problem) for problem in problems]
 
 
 def cross_check(env: Environment) -> list[tuple[Path, str]]:

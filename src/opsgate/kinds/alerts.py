@@ -182,7 +182,8 @@ class PrometheusApi:
                                        asked=self.asked) from exc
 
     def _data(self, response: httpx.Response) -> dict[str, Any]:
-        seen = {"status": response.status_code, "body_excerpt": response.text[:1000]}
+        excerpt = response.text[:1000] + ("..." if len(response.text) > 1000 else "")
+        seen = {"status": response.status_code, "body_excerpt": excerpt}
         try:
             payload = response.json()
         except ValueError:

@@ -195,7 +195,7 @@ def _asked(request: httpx.Request) -> dict[str, Any]:
                                          if k.decode().lower() not in _TRANSPORT_HEADERS}}
     if request.content:
         text = request.content.decode(errors="replace")
-        asked["body"] = text[:EXCERPT]
+        asked["body"] = text[:EXCERPT] + ("..." if len(text) > EXCERPT else "")
     return asked
 
 

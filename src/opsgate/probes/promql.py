@@ -70,7 +70,8 @@ def _get(client: httpx.Client, url: str, params: dict[str, Any], headers: dict[s
     except httpx.HTTPError as exc:
         raise ProbeConnectionError(f"could not reach Prometheus at {url}: {exc}",
                                    asked=asked) from exc
-    seen = {"status": response.status_code, "body_excerpt": response.text[:1000]}
+    seen = {"status": response.status_code,
+            "body_excerpt": response.text[:1000] + ("..." if len(response.text) > 1000 else "")}
     try:
         payload = response.json()
     except ValueError:
