@@ -262,6 +262,7 @@ def run_case(state: RunState, case: CheckCase, nodeid: str,
     except Exception as exc:  # a bug in a probe must not look like a measurement
         outcome = Outcome("error", f"internal error while probing: {type(exc).__name__}: {exc}",
                           reason="internal")
+    started = state.scheduler.started_at(nodeid) or started  # the probe's start, not the wait's
     record = check_record(
         ident=case.check.id, environment=case.env.name, check=case.check, outcome=outcome,
         observation=observation, asked=asked, seen=seen, started_at=started,

@@ -14,11 +14,12 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from opsgate.deadline import Deadline
 from opsgate.errors import ProbeTimeout
-from opsgate.observation import Observation
+from opsgate.observation import Observation, utcnow
 from opsgate.runner import CheckCase, ProbeRunner
 
 GRACE = 2.0
@@ -79,10 +80,12 @@ class Job:
     case: CheckCase
     future: Future[Observation] = field(default_factory=Future)
     deadline: Deadline | None = None
+    started_at: datetime | None = None
     status: str = ""
 
     def started(self, deadline: Deadline) -> None:
         self.deadline = deadline
+        self.started_at = utcnow()
 
     def progress(self, status: str) -> None:
         self.status = status
@@ -118,7 +121,7 @@ class Scheduler:
                 return job.future.result(timeout=POLL)
             except TimeoutError:
                 pass
-            if job.deadline is not None and job.deadline.remaining() + GRACE <= 0:
+            if job.deadline is not None and job.deadline.elapsed() >= job.deadline.seconds + GRACE:
                 raise ProbeTimeout(
                     f"no answer within the check's timeout of {job.deadline.seconds:g}s "
                     f"(+{GRACE:g}s grace); the probe was abandoned")
@@ -128,6 +131,11 @@ class Scheduler:
                     "check finished")
             if on_wait is not None:
                 on_wait(job)
+
+    def started_at(self, key: str) -> datetime | None:
+        """When the probe of ``key`` started measuring (after waiting for its slot)."""
+        job = self._jobs.get(key)
+        return job.started_at if job is not None else None
 
     def close(self) -> None:
         """Stop taking work; do not wait for probes blocked past their deadline."""
