@@ -62,8 +62,15 @@ def _number(value: Any) -> float | None:
     else:
         return None
     if math.isnan(number) or math.isinf(number):
-        raise Unmeasurable(f"the value is {value} (not a finite number)")
+        raise Unmeasurable(f"the value is {_special(number)} (not a finite number)")
     return number
+
+
+def _special(number: float) -> str:
+    """NaN, +Inf or -Inf, written as Prometheus writes them."""
+    if math.isnan(number):
+        return "NaN"
+    return "+Inf" if number > 0 else "-Inf"
 
 
 def format_value(value: Any) -> str:
@@ -125,10 +132,16 @@ class Condition:
 
     def check(self, value: Any) -> bool:
         """Whether ``value`` satisfies the condition; Unmeasurable when it cannot be judged."""
+        if isinstance(value, float) and not math.isfinite(value):
+            raise Unmeasurable(f"the value is {_special(value)} (not a finite number)")
         if self.op == "exists":
             return value is not None
         if value is None:
             raise Unmeasurable("no value was observed")
+        if isinstance(value, list | dict) and self.op != "contains":
+            kind = "a list" if isinstance(value, list) else "an object"
+            raise Unmeasurable(f"expected a single value, observed {kind} "
+                               f"({format_value(value)})")
         if self.op == "between":
             number = self._require_number(value)
             return self.operand <= number <= self.upper
@@ -162,7 +175,13 @@ class Condition:
 
     @staticmethod
     def _equal(value: Any, expected: Any) -> bool:
+        if isinstance(value, bool) != isinstance(expected, bool) and (
+                _number(value) is not None or _number(expected) is not None):
+            raise Unmeasurable(f"cannot compare {format_value(value)} with "
+                               f"{format_value(expected)}: one is a boolean, the other a number")
         observed_number, expected_number = _number(value), _number(expected)
+        if expected_number is not None and observed_number is None:
+            raise Unmeasurable(f"expected a number, observed {format_value(value)}")
         if observed_number is not None and expected_number is not None:
             return observed_number == expected_number
         if isinstance(expected, bool) or isinstance(value, bool):

@@ -114,8 +114,12 @@ class Context:
             return probe_violations(engine, sql, sample, self.deadline(seconds))
 
     def promql(self, query: str, seconds: float, *, window: tuple[float, float] | None = None,
-               at: float | None = None) -> Observation:
-        """An instant query (at ``at``, default now) or a range over ``(last, step)``."""
+               at: float | None = None, full_range: bool = True) -> Observation:
+        """An instant query (at ``at``, default now) or a range over ``(last, step)``.
+
+        A range must be covered by data (``full_range``) unless the caller judges coverage
+        itself (a window counts its own samples).
+        """
         from opsgate.probes.promql import probe_promql, range_window
 
         config = self.targets.prometheus
@@ -125,7 +129,8 @@ class Context:
         span = range_window(*window, now=at) if window else None
         with self.runner.slot(self.env, "prometheus", config.concurrency):
             return probe_promql(client, config.url, config.headers, query,
-                                self.deadline(seconds), window=span, at=at)
+                                self.deadline(seconds), window=span, at=at,
+                                full_range=full_range)
 
     def database_name(self, database: str | None) -> str:
         return database or next(iter(self.targets.databases))
@@ -146,6 +151,7 @@ class ProbeRunner:
         self._clients: dict[tuple[str, str], Any] = {}
         self._engines: dict[tuple[str, str], Any] = {}
         self._slots: dict[tuple[str, str], threading.BoundedSemaphore] = {}
+        self._several: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -157,11 +163,30 @@ class ProbeRunner:
     @contextmanager
     def slot(self, env: LoadedEnvironment, target: str, size: int) -> Iterator[None]:
         """Hold one of the ``size`` slots of ``target`` while talking to it."""
-        key = (env.name, target)
-        with self._lock:
-            semaphore = self._slots.setdefault(key, threading.BoundedSemaphore(size))
-        with semaphore:
+        with self._semaphore(env, target, size):
             yield
+
+    @contextmanager
+    def slots(self, env: LoadedEnvironment, target: str, size: int, count: int) -> Iterator[None]:
+        """Hold ``count`` slots at once (requests sent together). Takers of several slots
+        queue one at a time, so two of them can never each hold part of what they need."""
+        count = min(count, size)
+        semaphore = self._semaphore(env, target, size)
+        with self._lock:
+            several = self._several.setdefault((env.name, target), threading.Lock())
+        with several:
+            for _ in range(count):
+                semaphore.acquire()
+        try:
+            yield
+        finally:
+            for _ in range(count):
+                semaphore.release()
+
+    def _semaphore(self, env: LoadedEnvironment, target: str,
+                   size: int) -> threading.BoundedSemaphore:
+        with self._lock:
+            return self._slots.setdefault((env.name, target), threading.BoundedSemaphore(size))
 
     def http_client(self, env: LoadedEnvironment, name: str) -> Any:
         """The run's client for HTTP target ``name`` (or ``prometheus``) of ``env``."""

@@ -20,7 +20,7 @@ from opsgate.artifacts import RunFiles
 from opsgate.config.loader import LoadedEnvironment, load_environment, resolve_environment_path
 from opsgate.deadline import Deadline
 from opsgate.errors import ConfigError
-from opsgate.evidence import EvidenceLog, iso, plain_record, seal, write_atomic
+from opsgate.evidence import EvidenceLog, check_record, iso, plain_record, seal, write_atomic
 from opsgate.gate import Decision, decide
 from opsgate.observation import utcnow
 from opsgate.redaction import Redactor
@@ -44,10 +44,10 @@ class RunState:
         self.redactor = redactor
         self.allow_mutations = allow_mutations
         self.runner = ProbeRunner(info.run_id)
-        self.scheduler = Scheduler(self.runner, workers=_workers(info), run_deadline=(
+        self.cases = select(info.environments, info.checklist)
+        self.scheduler = Scheduler(self.runner, workers=_workers(info, self.cases), run_deadline=(
             Deadline(run_deadline) if run_deadline else None))
         self.log = EvidenceLog(files.directory) if files else None
-        self.cases = select(info.environments, info.checklist)
         self.selected = 0
         self.records: dict[str, dict[str, Any]] = {}
         self.phases: dict[str, dict[str, Any]] = {}
@@ -64,6 +64,25 @@ class RunState:
         problems = [self.redactor.text(problem) for problem in result.problems]
         self.preflight = self.redactor.data({"facts": result.facts, "problems": problems})
         return problems
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        """A selected check dropped with ``-k`` or ``-m`` did not run: it blocks the gate."""
+        from opsgate.outcome import Outcome
+
+        for item in items:
+            case = case_of(item)
+            if case is None or item.nodeid in self.records:
+                continue
+            now = utcnow()
+            record = check_record(
+                ident=case.check.id, environment=case.env.name, check=case.check,
+                outcome=Outcome("not_run", "not run: deselected on the command line",
+                                reason="deselected"),
+                observation=None, asked={}, seen={}, started_at=now, finished_at=now,
+                nodeid=item.nodeid, redactor=self.redactor, advisory=case.advisory)
+            self.records[item.nodeid] = record
+            if self.log is not None:
+                self.log.add(record)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """At an item's teardown its record is final: append it to the evidence."""
@@ -222,14 +241,19 @@ def _sensitive_literals(env: LoadedEnvironment, redactor: Redactor) -> list[str]
             if value and redactor.is_sensitive(name)]
 
 
-def _workers(info: RunInfo) -> int:
-    """Threads enough for every target's concurrency bound to be used at once."""
+WAITING_KINDS = frozenset({"window", "flow"})
+
+
+def _workers(info: RunInfo, cases: list[CheckCase]) -> int:
+    """Threads enough for every target's concurrency bound to be used at once, plus one per
+    check that spends its time waiting (a window between samples, a flow between polls)."""
     total = 0
     for env in info.environments:
         targets = env.environment.targets
         total += sum(t.concurrency for t in targets.http.values())
         total += sum(t.max_connections for t in targets.databases.values())
         total += targets.prometheus.concurrency if targets.prometheus else 0
+    total += sum(1 for case in cases if case.check.kind in WAITING_KINDS)
     return max(4, min(total, 256))
 
 

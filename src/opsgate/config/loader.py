@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from opsgate.config.base import CheckBase, Reference
 from opsgate.config.schema import Environment
 from opsgate.config.secrets import MissingVariable, expand
-from opsgate.config.yamlmap import DuplicateKey, Path, line_of, load_with_lines
+from opsgate.config.yamlmap import DuplicateKey, Path, Unreadable, line_of, load_with_lines
 from opsgate.errors import ConfigError
 from opsgate.kinds import kind_names
 
@@ -65,11 +65,16 @@ def load_environment(path: FsPath, environ: Mapping[str, str] | None = None) -> 
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the environment file ({exc.strerror})"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: the file is not UTF-8 text (byte {exc.start}); save it as "
+                           "UTF-8"]) from None
     try:
         raw, lines = load_with_lines(text)
     except DuplicateKey as exc:
         raise ConfigError([f"{path}:{exc.line}: {_key(exc.path)}: the key appears twice; "
                            "keep one"]) from exc
+    except Unreadable as exc:  # too large, too deep, or a key that is not a plain value
+        raise ConfigError([f"{path}:{exc.line}: {exc}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

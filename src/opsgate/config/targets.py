@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import Field, field_validator
 
 from opsgate.config.base import Strict
 from opsgate.durations import Duration
+
+_URL = re.compile(r"^(?P<backend>\w+)(?:\+(?P<driver>\w+))?://", re.ASCII)
 
 
 class HttpTarget(Strict):
@@ -31,15 +34,11 @@ class DatabaseTarget(Strict):
     @field_validator("url")
     @classmethod
     def _sqlalchemy_url(cls, url: str) -> str:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            parsed = make_url(url)
-        except ArgumentError as exc:
-            raise ValueError(
-                "is not a SQLAlchemy URL such as postgresql+psycopg://host/db") from exc
-        if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        """Checked by shape here (importing SQLAlchemy costs start-up); parsed when used."""
+        match = _URL.match(url)
+        if match is None:
+            raise ValueError("is not a SQLAlchemy URL such as postgresql+psycopg://host/db")
+        if match["backend"] not in ("postgresql", "sqlite"):
             raise ValueError("only postgresql and sqlite databases are supported")
         return url
 

@@ -21,8 +21,6 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
-
 from opsgate.config.base import CheckBase, Pair, Reference
 from opsgate.deadline import Deadline
 from opsgate.durations import Duration, format_duration
@@ -33,6 +31,8 @@ from opsgate.observation import Observation, Subject, utcnow
 from opsgate.series import ReducedCondition, at
 
 if TYPE_CHECKING:
+    import httpx
+
     from opsgate.config.targets import Targets
     from opsgate.runner import Context
 
@@ -172,6 +172,8 @@ class PrometheusApi:
         return self._data(response)
 
     def _send(self, url: str, left: float) -> httpx.Response:
+        import httpx
+
         try:
             return self.client.get(url, headers=self.config.headers, timeout=left)
         except httpx.TimeoutException as exc:

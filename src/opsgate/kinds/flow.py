@@ -282,9 +282,10 @@ class TargetSession:
         return build_request(self.client, self.config.base_url, request, self.config.headers,
                              values)
 
-    def slot(self) -> AbstractContextManager[None]:
-        """One of the target's concurrency slots."""
-        return self.ctx.runner.slot(self.ctx.env, f"http:{self.name}", self.config.concurrency)
+    def slot(self, count: int = 1) -> AbstractContextManager[None]:
+        """``count`` of the target's concurrency slots (two for requests sent together)."""
+        return self.ctx.runner.slots(self.ctx.env, f"http:{self.name}", self.config.concurrency,
+                                     count)
 
     def send(self, built: Any, seconds: float, *, hold_slot: bool = True) -> Observation:
         """Send a built request within ``seconds`` (and the check's budget), in a slot unless

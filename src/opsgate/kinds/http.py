@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from opsgate.runner import Context
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+NOT_AN_ERROR = Condition.parse("between 200 and 399")
 
 
 class HttpRequest(Strict):
@@ -112,6 +113,8 @@ def http_pairs(expect: HttpExpect, fields: dict[str, Any]) -> Iterable[Pair]:
     """The pairs of an ``expect`` block over the fields of an HTTP observation."""
     if expect.status is not None:
         yield Pair("status", fields.get("status"), expect.status)
+    else:  # an error answer never passes on its body alone: say which status is expected
+        yield Pair("status", fields.get("status"), NOT_AN_ERROR)
     if expect.latency_ms is not None:
         yield Pair("latency_ms", fields.get("latency_ms"), expect.latency_ms)
     headers = fields.get("headers") or {}

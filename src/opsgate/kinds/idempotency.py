@@ -205,8 +205,8 @@ class IdempotencyRun:
         return observation
 
     def _in_flight(self, session: TargetSession) -> None:
-        """Two requests with one new key, released together by a barrier (in one slot of the
-        target: the pair is one probe, and two slots could deadlock against another check)."""
+        """Two requests with one new key, released together by a barrier; they hold two of the
+        target's slots, since they are two requests in flight at once."""
         self.ctx.progress("in-flight pair")
         body = self.check.in_flight_json
         request = self._keyed(self._with_json(body) if body is not None else self.check.request,
@@ -219,7 +219,7 @@ class IdempotencyRun:
             barrier.wait(timeout=seconds)
             return session.send(built, seconds, hold_slot=False)
 
-        with session.slot(), ThreadPoolExecutor(
+        with session.slot(2), ThreadPoolExecutor(
                 max_workers=2, thread_name_prefix="opsgate-in-flight") as pool:
             futures = [pool.submit(one, index) for index in range(2)]
             try:

@@ -142,7 +142,7 @@ class Source(Strict):
         """A PromQL source over the last ``last`` seconds: the value is the list of points."""
         if self.promql is None:
             raise ValueError("only a promql source is read as a range")
-        observation = ctx.promql(self.promql.query, seconds, window=(last, step),
+        observation = ctx.promql(self.promql.query, seconds, window=(last, step), full_range=False,
                                  at=_at(self.promql.offset))
         subject = _only_series(observation)
         return Reading(list(subject.points or []), observation.asked, observation.seen)

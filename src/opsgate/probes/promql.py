@@ -37,7 +37,7 @@ def range_window(last: float, step: float, now: float | None = None) -> dict[str
 
 def probe_promql(client: httpx.Client, base_url: str, headers: dict[str, str], query: str,
                  deadline: Deadline, *, window: dict[str, Any] | None = None,
-                 at: float | None = None) -> Observation:
+                 at: float | None = None, full_range: bool = True) -> Observation:
     """Run ``query`` at ``at`` (default now) or over ``window``; one Subject per series."""
     started = utcnow()
     if window is None:
@@ -55,7 +55,18 @@ def probe_promql(client: httpx.Client, base_url: str, headers: dict[str, str], q
     left = deadline.check("querying Prometheus")
     params["timeout"] = f"{int(max(left - 0.2, 0.1) * 1000)}ms"
     data = _get(client, asked["url"], params, headers, left, asked)
-    subjects, seen = _subjects(data, asked)
+    try:
+        subjects, seen = _subjects(data, asked)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ProbeQueryError(f"Prometheus answered in a shape opsgate cannot read "
+                              f"({type(exc).__name__}: {exc})", asked=asked,
+                              seen={"data": str(data)[:1000]}) from exc
+    expected = ("matrix",) if window is not None else ("vector", "scalar")
+    if seen.get("result_type") not in expected:
+        raise ProbeQueryError(f"Prometheus answered a {seen.get('result_type')!r} result to a "
+                              f"{'range' if window else 'instant'} query", asked=asked, seen=seen)
+    if window is not None and full_range:
+        _require_coverage(subjects, window, asked, seen)
     return Observation("promql", asked, seen, {}, subjects, started_at=started,
                        finished_at=utcnow())
 
@@ -114,10 +125,26 @@ def _subjects(data: dict[str, Any], asked: dict[str, Any]) -> tuple[list[Subject
     return subjects, seen
 
 
-def _number(text: Any) -> float | str:
-    """Prometheus sends sample values as strings; NaN and Inf stay visible as text."""
-    value = float(text)
-    return value if math.isfinite(value) else str(text)
+def _number(text: Any) -> float:
+    """Prometheus sends sample values as strings; NaN and Inf stay floats (never judged)."""
+    if not isinstance(text, str | int | float) or isinstance(text, bool):
+        raise TypeError(f"a sample value must be a number, got {text!r}")
+    return float(text)
+
+
+MIN_COVERAGE = 0.8
+
+
+def _require_coverage(subjects: list[Subject], window: dict[str, Any], asked: dict[str, Any],
+                      seen: dict[str, Any]) -> None:
+    """A range condition holds "for 15 minutes" only if the data covers 80% of the span."""
+    expected = int((window["end"] - window["start"]) // window["step"]) + 1
+    needed = max(2, math.ceil(MIN_COVERAGE * (expected - 1)))
+    short = [(s.label, len(s.points or [])) for s in subjects if len(s.points or []) < needed]
+    if short:
+        label, count = short[0]
+        raise NoData(f"partial data: {label} has {count} of {expected} points over the range; "
+                     f"at least {needed} are needed to judge it", asked=asked, seen=seen)
 
 
 def format_labels(metric: dict[str, str]) -> str:

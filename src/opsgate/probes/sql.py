@@ -93,6 +93,7 @@ def _run(engine: Engine, sql: str, params: dict[str, Any], deadline: Deadline,
             result = conn.execute(text(sql), params)
             columns = list(result.keys())
             raw = result.fetchmany(limit) if limit else result.fetchall()
+            _release_session_locks(conn)
             conn.rollback()
     except ProbeError as exc:
         exc.asked = asked
@@ -105,6 +106,13 @@ def _run(engine: Engine, sql: str, params: dict[str, Any], deadline: Deadline,
     except sa_exc.SQLAlchemyError as exc:
         raise ProbeQueryError(f"the database rejected the query: {exc}", asked=asked) from exc
     return columns, [dict(zip(columns, row, strict=True)) for row in raw]
+
+
+def _release_session_locks(conn: Connection) -> None:
+    """A function may take a session-level advisory lock even in a read-only transaction;
+    opsgate must not keep it on a pooled connection (that is the stuck-job incident)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("select pg_advisory_unlock_all()"))
 
 
 def _map_error(exc: sa_exc.DBAPIError, deadline: Deadline, asked: dict[str, Any]) -> ProbeError:
