@@ -61,7 +61,7 @@ def probe_promql(client: httpx.Client, base_url: str, headers: dict[str, str], q
         raise ProbeQueryError(f"Prometheus answered in a shape opsgate cannot read "
                               f"({type(exc).__name__}: {exc})", asked=asked,
                               seen={"data": str(data)[:1000]}) from exc
-    expected = ("matrix",) if window is not None else ("vector", "scalar")
+    expected = ("matrix",) if window is not None else _instant_types(query)
     if seen.get("result_type") not in expected:
         raise ProbeQueryError(f"Prometheus answered a {seen.get('result_type')!r} result to a "
                               f"{'range' if window else 'instant'} query", asked=asked, seen=seen)
@@ -130,6 +130,16 @@ def _number(text: Any) -> float:
     if not isinstance(text, str | int | float) or isinstance(text, bool):
         raise TypeError(f"a sample value must be a number, got {text!r}")
     return float(text)
+
+
+def _instant_types(query: str) -> tuple[str, ...]:
+    """The result types an instant query may answer with: what the query's own AST says."""
+    from opsgate.config.promqlcheck import result_type
+
+    try:
+        return (result_type(query),)
+    except ValueError:  # could not tell: accept what an instant query can answer
+        return ("vector", "scalar")
 
 
 MIN_COVERAGE = 0.8
