@@ -107,8 +107,17 @@ CASES = {
     "missing variable": Case(
         BASE + "  - id: S2\n    title: b\n    kind: sql\n"
         "    scalar: \"select '${OPSGATE_UNSET_VARIABLE}'\"\n    expect: \"exists\"\n",
-        rf"FILE:{LINE + 3}: checks\[1\]( \(S2\))?\.scalar: environment variable "
-        r"OPSGATE_UNSET_VARIABLE is not set; export OPSGATE_UNSET_VARIABLE before running"),
+        rf"FILE:{LINE + 3}: checks\[1\] \(S2\)\.scalar: environment variable "
+        r"OPSGATE_UNSET_VARIABLE is not set \(set it, e\.g\. export OPSGATE_UNSET_VARIABLE=\.\.\., "
+        r"or write \$\$\{ for a literal \$\{\)$"),
+    "missing variable in a request header": Case(
+        BASE.replace("  prometheus:", '  http:\n    api: {base_url: "http://127.0.0.1:9"}\n'
+                     "  prometheus:")
+        + "  - id: H1\n    title: h\n    kind: http\n    request:\n      path: /\n"
+        '      headers:\n        X-Api-Key: "Key ${OPSGATE_UNSET_VARIABLE}"\n'
+        '    expect: {status: "== 200"}\n',
+        rf"FILE:{LINE + 8}: checks\[1\] \(H1\)\.request\.headers\.X-Api-Key: environment "
+        r"variable OPSGATE_UNSET_VARIABLE is not set \(set it"),
     "not a mapping": Case("- targets\n- checks\n", r"FILE:1: the file must be a mapping"),
     "empty file": Case("", r"FILE:1: the file (is empty|must be a mapping)"),
     "check id used twice": Case(

@@ -88,8 +88,8 @@ def load_environment(path: FsPath, environ: Mapping[str, str] | None = None) -> 
     missing: list[MissingVariable] = []
     data = expand(raw, environ, secrets, missing)
     problems = [
-        f"{path}:{line_of(lines, m.path)}: {_key(m.path)}: environment variable {m.name} is not "
-        f"set; export {m.name} before running"
+        f"{path}:{line_of(lines, m.path)}: {_key(m.path, raw)}: environment variable {m.name} "
+        f"is not set (set it, e.g. export {m.name}=..., or write $${{ for a literal ${{)"
         for m in missing
     ]
     if problems:
