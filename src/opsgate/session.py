@@ -101,7 +101,7 @@ class RunState:
         setup, call = phases.get("setup"), phases.get("call")
         outcome = _pytest_outcome(setup, call)
         failing = next((r for r in (setup, call) if r is not None and not r.passed), None)
-        message = str(failing.longrepr) if failing is not None and failing.longrepr else outcome
+        message = _report_message(failing) if failing is not None else outcome
         return plain_record(nodeid=nodeid, environment=self.info.environment_label,
                             outcome=outcome, message=message, started_at=phases["started"],
                             finished_at=utcnow(), redactor=self.redactor)
@@ -294,6 +294,17 @@ def _with_pytest_outcome(record: dict[str, Any], phases: dict[str, Any]) -> dict
     if outcome == record["outcome"] or record["outcome"] in ("failed", "error"):
         return record
     return {**record, "outcome": outcome, "message": f"{record['message']} (pytest: {outcome})"}
+
+
+def _report_message(report: Any) -> str:
+    """What a failed or skipped report says, as plain text (a skip's reason, not its tuple)."""
+    if report.skipped and getattr(report, "wasxfail", None) is not None:
+        return f"not run: expected to fail: {report.wasxfail or 'xfail'}"
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        reason = str(longrepr[2]).removeprefix("Skipped: ")
+        return f"not run: skipped: {reason}" if report.skipped else reason
+    return str(longrepr) if longrepr else report.outcome
 
 
 def _pytest_outcome(*reports: Any) -> str:

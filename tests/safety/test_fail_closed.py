@@ -406,7 +406,11 @@ def test_skipped_required_check_blocks(pytester, tmp_path):
     skipped = [c for c in gate.document["checks"] if "test_not_today" in c["id"]]
     assert [c["outcome"] for c in skipped] == ["not_run"], gate.document["checks"]
     assert skipped[0]["id"] in gate.document["blocking"]
+    reason = "not run: skipped: the operator thought this was not needed"
+    assert skipped[0]["message"] == reason, skipped[0]["message"]
     assert_blocked(gate)
+    assert any(line.strip().startswith("NOT_RUN") and line.endswith(reason)
+               for line in gate.result.stdout.lines), gate.output
 
 
 def test_deselected_check_blocks(pytester, tmp_path):
