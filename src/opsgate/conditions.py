@@ -33,6 +33,9 @@ _HELP = (
 )
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class Unmeasurable(Exception):
     """The observed value cannot be judged (missing, NaN, infinite, wrong type)."""
 
@@ -43,7 +46,7 @@ def _operand(text: str) -> Any:
     if not text:
         raise ValueError("the condition has no value to compare with")
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)  # a safe loader (C when built)
     except yaml.YAMLError as exc:
         raise ValueError(f"cannot read the value {text!r}: {exc}") from exc
 

@@ -1,22 +1,22 @@
 """The environment file's shape, validated by pydantic: unknown keys and wrong types are errors.
 
-Check kinds live in ``opsgate.kinds`` (one module each); this module assembles them into the
-``checks`` list, discriminated by ``kind``.
+Check kinds live in ``opsgate.kinds`` (one module each); each entry of ``checks`` is validated
+by the model of its ``kind``, imported on first use (``opsgate.kinds.validate_check``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, PlainValidator, SerializeAsAny
 
 from opsgate.config.base import CheckBase, Strict
 from opsgate.config.identity import Identity
 from opsgate.config.targets import DatabaseTarget, HttpTarget, PrometheusTarget, Targets
-from opsgate.kinds import check_models
+from opsgate.kinds import validate_check
 from opsgate.triage import Triage
 
-AnyCheck = Annotated[Union[tuple(check_models())], Field(discriminator="kind")]  # noqa: UP007
+AnyCheck = Annotated[SerializeAsAny[CheckBase], PlainValidator(validate_check)]
 Check = CheckBase
 
 __all__ = ["AnyCheck", "Check", "Checklist", "DatabaseTarget", "Environment", "HttpTarget",
