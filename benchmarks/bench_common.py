@@ -55,6 +55,9 @@ class Work:
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a measured child: bytecode cached here, no proxies."""
         env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+        # bytecode is written (and reused), as on a user's machine, even where the shell
+        # sets PYTHONDONTWRITEBYTECODE (these machines do): otherwise every run recompiles
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(self.root / "pycache")
         env["NO_PROXY"] = env["no_proxy"] = f"{HOST},localhost"
         env["OPSGATE_OPERATOR"] = "bench"

@@ -89,6 +89,20 @@ def bare_file(work: Work) -> Path:
     return path
 
 
+def floor_file(work: Work) -> Path:
+    """A one-test file whose conftest imports what validating a configuration needs
+    (pydantic, PyYAML, pglast, promql-parser, jmespath) and does nothing else: the least any
+    validating start-up can cost on this stack."""
+    folder = work.path("floor")
+    folder.mkdir(exist_ok=True)
+    (folder / "conftest.py").write_text(
+        "import jmespath, pglast, promql_parser, pydantic, yaml  # noqa: F401\n",
+        encoding="utf-8")
+    path = folder / "test_one.py"
+    path.write_text("def test_one():\n    assert True\n", encoding="utf-8")
+    return path
+
+
 def bare(work: Work, path: Path, *extra: str) -> Proc:
     command = [PYTHON, "-m", "pytest", path.name, "--collect-only", "-q", *extra]
     return measure(command, cwd=path.parent, env=work.env())
@@ -122,11 +136,13 @@ def row_startup(work: Work, checks: int, repeats: int, database_url: str,
                 http_file: Path) -> list[Result]:
     env_file = mixed_env(work, checks, database_url)
     one = bare_file(work)
+    floor = floor_file(work)
     log(f"row 4: start-up, {repeats} interleaved rounds after a warm-up of each command")
     samples = interleaved({
         "opsgate": lambda: collect_only(work, env_file),
         "http": lambda: collect_only(work, http_file),
         "bare": lambda: bare(work, one, *OPT_OUTS, "-p", "no:opsgate"),
+        "floor": lambda: bare(work, floor, *OPT_OUTS, "-p", "no:opsgate"),
         "plugin": lambda: bare(work, one, *OPT_OUTS),
         "autoload": lambda: bare(work, one),
     }, repeats)
@@ -148,4 +164,12 @@ def row_startup(work: Work, checks: int, repeats: int, database_url: str,
                    "<= 1.5x", ratio <= 1.5, notes),
             Result("4b", "start-up: --collect-only of row 1's HTTP-only file",
                    f"{wall['http']:.2f} s", f"bare {wall['bare']:.2f} s",
-                   ratio_text(wall["http"] / wall["bare"]), "(info)", None)]
+                   ratio_text(wall["http"] / wall["bare"]), "(info)", None),
+            Result("4c", "start-up floor: bare + importing the validation libraries",
+                   f"{wall['floor']:.2f} s", f"bare {wall['bare']:.2f} s",
+                   ratio_text(wall["floor"] / wall["bare"]), "(info)", None,
+                   [f"floor: a one-test collect whose conftest only imports pydantic, PyYAML, "
+                    f"pglast, promql-parser and jmespath takes {wall['floor']:.2f} s "
+                    f"({wall['floor'] / wall['bare']:.2f}x bare, CPU "
+                    f"{cpu['floor'] / cpu['bare']:.2f}x); opsgate's own work for {checks} "
+                    f"checks is the rest: {wall['opsgate'] - wall['floor']:.2f} s"])]
