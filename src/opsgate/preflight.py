@@ -64,7 +64,8 @@ def _databases_used(env: LoadedEnvironment, cases: list[CheckCase]) -> list[str]
     used = set(env.environment.identity.databases)
     for case in cases:
         if case.env is env:
-            used.update(ref.name or next(iter(declared)) for ref in case.check.references()
+            used.update(env.environment.targets.database_name(ref.name)
+                        for ref in case.check.references()
                         if ref.section == "databases" and declared)
     return sorted(name for name in used if name in declared)
 

@@ -92,7 +92,7 @@ class Context:
         """Send a configured ``HttpRequest`` to HTTP target ``target`` (default: the only one)."""
         from opsgate.probes.http import build_request, probe_http
 
-        name = target or next(iter(self.targets.http))
+        name = self.targets.http_name(target)
         config = self.targets.http[name]
         client = self.runner.http_client(self.env, name)
         built = build_request(client, config.base_url, request, config.headers, values)
@@ -133,7 +133,7 @@ class Context:
                                 full_range=full_range)
 
     def database_name(self, database: str | None) -> str:
-        return database or next(iter(self.targets.databases))
+        return self.targets.database_name(database)
 
     @contextmanager
     def _database(self, database: str | None) -> Iterator[Any]:

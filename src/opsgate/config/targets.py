@@ -58,3 +58,29 @@ class Targets(Strict):
     http: dict[str, HttpTarget] = {}
     databases: dict[str, DatabaseTarget] = {}
     prometheus: PrometheusTarget | None = None
+
+    def http_name(self, name: str | None = None) -> str:
+        """The HTTP target a check means: the one it names, else the only one declared."""
+        return _chosen(name, self.http, "http")
+
+    def http_target(self, name: str | None = None) -> HttpTarget:
+        return self.http[self.http_name(name)]
+
+    def database_name(self, name: str | None = None) -> str:
+        """The database a check means: the one it names, else the only one declared."""
+        return _chosen(name, self.databases, "databases")
+
+    def database(self, name: str | None = None) -> DatabaseTarget:
+        return self.databases[self.database_name(name)]
+
+    def declared_database(self, name: str | None = None) -> DatabaseTarget | None:
+        """Like ``database``, but None when it is not declared (the loader reports that)."""
+        return self.databases.get(self.database_name(name)) if self.databases else None
+
+
+def _chosen(name: str | None, declared: dict[str, object], section: str) -> str:
+    if name:
+        return name
+    if not declared:
+        raise LookupError(f"no target is declared under targets.{section}")
+    return next(iter(declared))

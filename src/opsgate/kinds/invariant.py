@@ -166,8 +166,8 @@ class InvariantCheck(CheckBase):
 
     def target_problems(self, targets: Targets) -> list[tuple[tuple[str | int, ...], str]]:
         """Problems only the targets reveal (for the loader's cross-check)."""
-        name = self.database or next(iter(targets.databases), None)
-        target = targets.databases.get(name) if name else None
+        target = targets.declared_database(self.database)
+        name = self.database or (targets.database_name() if target else None)
         if self.roles and target is not None and not target.is_postgres:
             return [(("roles",), f"append_only with 'roles' reads PostgreSQL privileges; "
                      f"database {name!r} is not PostgreSQL (use updated_column or contiguous_id)")]
@@ -176,7 +176,7 @@ class InvariantCheck(CheckBase):
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout
-        target = targets.databases[self.database or next(iter(targets.databases))]
+        target = targets.database(self.database)
         return target.connect_timeout + target.statement_timeout
 
     def measure(self, ctx: Context) -> Observation:

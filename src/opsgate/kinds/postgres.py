@@ -155,8 +155,8 @@ class PostgresCheck(CheckBase):
 
     def target_problems(self, targets: Targets) -> list[tuple[tuple[str | int, ...], str]]:
         """Problems only the targets reveal (for the loader's cross-check)."""
-        name = self.database or next(iter(targets.databases), None)
-        target = targets.databases.get(name) if name else None
+        target = targets.declared_database(self.database)
+        name = self.database or (targets.database_name() if target else None)
         if target is not None and not target.is_postgres:
             return [(("kind",), f"kind postgres needs a PostgreSQL database; {name!r} is "
                      f"{target.url.split(':', 1)[0]}")]
@@ -165,7 +165,7 @@ class PostgresCheck(CheckBase):
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout
-        target = targets.databases[self.database or next(iter(targets.databases))]
+        target = targets.database(self.database)
         queries = 1 if self.check in ("reachable", "connection_saturation",
                                       "migration_version") else 2
         return target.connect_timeout + queries * target.statement_timeout

@@ -121,10 +121,10 @@ class Source(Strict):
     def budget(self, targets: Targets) -> float:
         """Seconds one reading may take."""
         if self.http is not None:
-            target = targets.http[self.http.target or next(iter(targets.http))]
+            target = targets.http_target(self.http.target)
             return self.http.request.timeout or target.timeout
         if self.sql is not None:
-            database = targets.databases[self.sql.database or next(iter(targets.databases))]
+            database = targets.database(self.sql.database)
             return database.connect_timeout + database.statement_timeout
         return targets.prometheus.timeout if targets.prometheus else 10.0
 

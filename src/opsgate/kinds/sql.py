@@ -50,7 +50,7 @@ class SqlCheck(CheckBase):
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout
-        target = targets.databases[self.database or next(iter(targets.databases))]
+        target = targets.database(self.database)
         return target.connect_timeout + target.statement_timeout
 
     def measure(self, ctx: Context) -> Observation:
