@@ -76,6 +76,13 @@ def _special(number: float) -> str:
     return "+Inf" if number > 0 else "-Inf"
 
 
+def words_of(text: Any, what: str, help_text: str) -> str:
+    """``text`` with its runs of spaces made one; ValueError when it is not a string."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} is a string, got {text!r}: {help_text}")
+    return " ".join(text.split())
+
+
 def format_value(value: Any) -> str:
     """A short readable rendering of an observed value."""
     if isinstance(value, float):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from pydantic import BeforeValidator, PlainSerializer
 
-from opsgate.conditions import Condition, Unmeasurable, format_value
+from opsgate.conditions import Condition, Unmeasurable, format_value, words_of
 
 if TYPE_CHECKING:
     from opsgate.config.base import Pair
@@ -200,9 +200,7 @@ class SeriesCondition:
         """Parse ``text``; ValueError naming the accepted forms."""
         if isinstance(text, SeriesCondition):
             return text
-        if not isinstance(text, str):
-            raise ValueError(f"a series condition is a string, got {text!r}: {_HELP}")
-        source = " ".join(text.split())
+        source = words_of(text, "a series condition", _HELP)
         if source in MONOTONIC:
             return cls(source, source, Condition(source, MONOTONIC[source][0], 0))
         word, _, rest = source.partition(" ")

@@ -42,6 +42,10 @@ class DatabaseTarget(Strict):
             raise ValueError("only postgresql and sqlite databases are supported")
         return url
 
+    def budget(self, queries: int = 1) -> float:
+        """Seconds a check sending ``queries`` statements may take: connect, then each query."""
+        return self.connect_timeout + queries * self.statement_timeout
+
     @property
     def is_postgres(self) -> bool:
         return self.url.startswith("postgres")

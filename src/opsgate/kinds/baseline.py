@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, PlainSerializer, model_validator
 
-from opsgate.conditions import format_value
+from opsgate.conditions import format_value, words_of
 from opsgate.config.base import CheckBase, CheckId, Pair, Reference
 from opsgate.errors import NoData
 from opsgate.evidence import verify
@@ -62,9 +62,7 @@ class BaselineExpect:
     def parse(cls, text: Any) -> BaselineExpect:
         if isinstance(text, BaselineExpect):
             return text
-        if not isinstance(text, str):
-            raise ValueError(f"expect is a string, got {text!r}: {_HELP}")
-        source = " ".join(text.split())
+        source = words_of(text, "expect", _HELP)
         match = _EXPECT.fullmatch(source)
         if not match:
             raise ValueError(f"{text!r} is not a baseline condition: {_HELP}")

@@ -176,8 +176,7 @@ class InvariantCheck(CheckBase):
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout
-        target = targets.database(self.database)
-        return target.connect_timeout + target.statement_timeout
+        return targets.database(self.database).budget()
 
     def measure(self, ctx: Context) -> Observation:
         name = ctx.database_name(self.database)

@@ -165,10 +165,9 @@ class PostgresCheck(CheckBase):
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout
-        target = targets.database(self.database)
         queries = 1 if self.check in ("reachable", "connection_saturation",
                                       "migration_version") else 2
-        return target.connect_timeout + queries * target.statement_timeout
+        return targets.database(self.database).budget(queries)
 
     def measure(self, ctx: Context) -> Observation:
         problems = self.target_problems(ctx.targets)

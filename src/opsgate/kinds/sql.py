@@ -50,8 +50,7 @@ class SqlCheck(CheckBase):
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout
-        target = targets.database(self.database)
-        return target.connect_timeout + target.statement_timeout
+        return targets.database(self.database).budget()
 
     def measure(self, ctx: Context) -> Observation:
         if self.violations:
