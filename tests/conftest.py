@@ -4,6 +4,7 @@ pytest_plugins = [
     "pytester",
     "tests.support.postgres",
     "tests.support.prometheus",
+    "tests.support.pg_cluster",
     "tests.support.demo",
     "tests.support.http",
 ]

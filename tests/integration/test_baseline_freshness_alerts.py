@@ -24,7 +24,8 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from opsgate.evidence import verify
-from tests.integration.test_window_kinds import config_errors, run_gate
+from tests.integration.test_window_kinds import config_errors
+from tests.support.catalog import run_gate
 from tests.support.prometheus import (
     constant,
     free_port,

@@ -11,67 +11,27 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from opsgate.evidence import verify
+from tests.support.catalog import Run, run_gate
 from tests.support.prometheus import constant, history, openmetrics
 
-REPO = Path(__file__).resolve().parents[2]
-QUIET = ("-p", "no:hypothesispytest", "-p", "no:xdist", "-p", "no:anyio")
 WINDOW = {"window": "3s", "interval": "500ms"}
 
 
 # ---------------------------------------------------------------- running the gate
-@dataclass
-class Run:
-    """One run of the catalog: pytest's result, its evidence.json and how long it took."""
-
-    result: pytest.RunResult
-    document: dict[str, Any] | None
-    seconds: float
-
-    def check(self, ident: str) -> dict[str, Any]:
-        """The evidence record of check ``ident``."""
-        assert self.document is not None, self.result.stdout.str() + self.result.stderr.str()
-        found = [c for c in self.document["checks"] if c["id"] == ident]
-        assert len(found) == 1, f"{ident} not in {[c['id'] for c in self.document['checks']]}"
-        return found[0]
-
-
-def run_gate(pytester: pytest.Pytester, targets: dict[str, Any],
-             checks: list[dict[str, Any]], name: str = "itest") -> Run:
-    """Run ``checks`` against ``targets`` through the plugin in a subprocess."""
-    if not (pytester.path / "checks").exists():
-        shutil.copytree(REPO / "checks", pytester.path / "checks")
-    path = pytester.path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, "targets": targets, "checks": checks},
-                                   sort_keys=False))
-    out = pytester.path / "out"
-    shutil.rmtree(out, ignore_errors=True)
-    begin = time.monotonic()
-    result = pytester.runpytest_subprocess("checks", "--env", str(path), "--report-dir",
-                                           str(out), *QUIET)
-    seconds = time.monotonic() - begin
-    runs = list(out.iterdir()) if out.is_dir() else []
-    evidence = runs[0] / "evidence.json" if len(runs) == 1 else None
-    document = json.loads(evidence.read_text()) if evidence and evidence.is_file() else None
-    return Run(result, document, seconds)
-
-
 def window(ident: str, sample: dict[str, Any], expect: Any, **options: Any) -> dict[str, Any]:
     return {"id": ident, "title": f"window {ident}", "kind": "window", "sample": sample,
             **WINDOW, "expect": expect, **options}

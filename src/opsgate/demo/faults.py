@@ -39,6 +39,12 @@ FAULTS: dict[str, str] = {
     "ledger_edited": "a ledger entry was edited in place (the ledger is append-only)",
     "export_mismatch": "a payout's export row differs from the payout amount",
     "conflict_spike": "a client retries an in-flight Idempotency-Key: 409s pile up",
+    "connect_not_ready": "the Stripe Connect account lost its bank account: payouts disabled",
+    "dashboard_down": "the ops dashboard's backend is gone: /ops/dashboard answers 503",
+    "wrong_secret_accepted": "internal endpoints check only that the secret header is there: "
+                             "a wrong secret gets in",
+    "org_scope_missing": "an organization-scoped internal read without organizationId answers "
+                         "with every organization's data",
 }
 
 SYMPTOMS: dict[str, frozenset[str]] = {name: frozenset(ids) for name, ids in {
@@ -69,6 +75,10 @@ SYMPTOMS: dict[str, frozenset[str]] = {name: frozenset(ids) for name, ids in {
     "ledger_edited": ("D3",),
     "export_mismatch": ("D8",),
     "conflict_spike": ("F6",),
+    "connect_not_ready": ("H2-connect",),
+    "dashboard_down": ("H3",),
+    "wrong_secret_accepted": ("H4-wrong-secret",),
+    "org_scope_missing": ("H5-no-org-read",),
 }.items()}
 
 POSTGRES_ONLY = frozenset({"stuck_lock"})

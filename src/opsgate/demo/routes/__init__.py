@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from opsgate.demo.routes import auth, internal, jobs, ops, payments, pos, webhooks
+from opsgate.demo.routes import (
+    auth,
+    internal,
+    jobs,
+    ops,
+    organizations,
+    payments,
+    pos,
+    webhooks,
+)
 
 BLUEPRINTS = (ops.blueprint, internal.blueprint, jobs.blueprint, payments.blueprint,
-              auth.blueprint, pos.blueprint, webhooks.blueprint)
+              auth.blueprint, pos.blueprint, webhooks.blueprint, organizations.blueprint)

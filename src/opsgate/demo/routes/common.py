@@ -34,7 +34,8 @@ def error(status: int, code: str, message: str = "") -> tuple[Any, int]:
 def require_secret(view: Callable[..., Any]) -> Callable[..., Any]:
     """401 without the ``X-Ops-Secret`` header, 403 with a wrong one (fail closed).
 
-    The ``open_internal`` fault is the classic fail-open bug: a missing header is let through.
+    The ``open_internal`` fault is the classic fail-open bug: a missing header is let through;
+    ``wrong_secret_accepted`` checks only that the header is there, so any value gets in.
     """
 
     @functools.wraps(view)
@@ -43,7 +44,8 @@ def require_secret(view: Callable[..., Any]) -> Callable[..., Any]:
         if given is None:
             if not demo().has("open_internal"):
                 return error(401, "unauthorized", f"{SECRET_HEADER} header required")
-        elif not hmac.compare_digest(given.encode(), demo().secret.encode()):
+        elif not hmac.compare_digest(given.encode(), demo().secret.encode()) and \
+                not demo().has("wrong_secret_accepted"):
             return error(403, "forbidden", f"wrong {SECRET_HEADER}")
         return view(*args, **kwargs)
 

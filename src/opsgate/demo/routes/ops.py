@@ -41,7 +41,9 @@ def status():
 
 @blueprint.get("/ops/dashboard")
 def dashboard():
-    """The triage facts as a page."""
+    """The triage facts as a page; 503 under ``dashboard_down`` (its backend is gone)."""
+    if demo().has("dashboard_down"):
+        return error(503, "dashboard_unavailable", "the dashboard's backend does not answer")
     return render_template_string(DASHBOARD, facts=triage(demo()))
 
 
