@@ -5,7 +5,8 @@ Prometheus servers serve backfilled history: ``healthy`` (every target up, no de
 flat or falling consumer lag, jobs well under their limit, syncs fresh, pools half idle) and
 ``sick`` (one scrape target down, 5% of events dead-lettered, one consumer group's lag
 growing, one job four times too long, one tenant's sync 20 minutes old, one pod's pool nearly
-full). ``H7-prometheus-ready`` asks the healthy Prometheus's ``/-/ready`` and, for ``sick``, a
+full; the down target is a real scrape of a port nothing listens on).
+``H7-prometheus-ready`` asks the healthy Prometheus's ``/-/ready`` and, for ``sick``, a
 server answering it the way Prometheus does while it is not ready (503). One run measures both.
 """
 
@@ -21,7 +22,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.support.catalog import Run, example_check, run_catalog, write_environment
-from tests.support.prometheus import constant, history, openmetrics
+from tests.support.prometheus import constant, free_port, history, openmetrics, wait_for
 
 OB, PVM = "orya-obraflow.example", "mvp-backend.example"
 MINUTES = 20
@@ -30,6 +31,7 @@ CHECKS = [(OB, "H7-scrape-up"), (OB, "H7-prometheus-ready"), (OB, "Q1-kafka-dlq-
           (OB, "Q9-consumer-lag-trend"), (PVM, "Q11-job-duration"), (OB, "M3-sync-staleness"),
           (OB, "S3-prisma-pool")]
 TARGETS = ("orya-api", "work-mgmt", "sync-mobile", "kafka-exporter")
+DEAD = "sync-mobile"
 
 
 def counter(per_second: float, start: float = 1000.0) -> list[tuple[float, float]]:
@@ -43,9 +45,10 @@ def series(sick: bool) -> dict[str, list[tuple[float, float]]]:
     """The history of one Prometheus: healthy, or with each row's real condition."""
     now = time.time()
     out: dict[str, list[tuple[float, float]]] = {}
-    for job in TARGETS:  # H7: a scrape target that is down reports up == 0
-        out[f'up{{env="prd",job="{job}",instance="{job}:9100"}}'] = constant(
-            0.0 if sick and job == "sync-mobile" else 1.0, minutes=MINUTES)
+    for job in TARGETS:  # H7: sick, sync-mobile is really scraped (and down): no history
+        if not (sick and job == DEAD):
+            out[f'up{{env="prd",job="{job}",instance="{job}:9100"}}'] = constant(
+                1.0, minutes=MINUTES)
     # Q1: events consumed 100/s; dead-lettered 5/s when sick, no such series when healthy
     out['obraflow_events_consumed_total{env="prd",topic="ops-events"}'] = counter(100.0)
     if sick:
@@ -97,12 +100,15 @@ def run(prometheus_module, not_ready, tmp_path_factory) -> Run:
     folder = tmp_path_factory.mktemp("rows-promql")
     checks = [example_check(file, ident) for file, ident in CHECKS]
     environments = []
-    for name, sick in (("healthy", False), ("sick", True)):
-        url = prometheus_module(openmetrics(series(sick)))
-        ready = not_ready if sick else url
+    dead = [{"job_name": DEAD, "scrape_interval": "1s", "static_configs": [
+        {"targets": [f"127.0.0.1:{free_port()}"], "labels": {"env": "prd"}}]}]
+    sick = prometheus_module(openmetrics(series(True)), scrape_configs=dead)
+    healthy = prometheus_module(openmetrics(series(False)))
+    for name, url, ready in (("healthy", healthy, healthy), ("sick", sick, not_ready)):
         targets = {"prometheus": {"url": url, "timeout": "5s"},
                    "http": {"prometheus-http": {"base_url": ready, "timeout": "5s"}}}
         environments.append(write_environment(folder, name, targets, checks))
+    wait_for(sick, f'up{{job="{DEAD}"}} == 0', timeout=30)  # its first scrape was refused
     return run_catalog(folder, environments)
 
 
@@ -128,7 +134,8 @@ def test_every_check_fails_over_sick_history(run):
 def test_h7_a_target_down_and_prometheus_not_ready_fail(run):
     up = run.check("H7-scrape-up", "sick")
     bad = failing(up)
-    assert len(bad) == 1 and 'job="sync-mobile"' in next(iter(bad)) and 0 in bad.values(), up
+    assert len(bad) == 1 and f'job="{DEAD}"' in next(iter(bad)) and 0 in bad.values(), up
+    assert 'instance="127.0.0.1:' in next(iter(bad))  # the real scrape, not history
     assert len(up["judgements"]) == len(TARGETS)
     assert len(run.check("H7-scrape-up", "healthy")["judgements"]) == len(TARGETS)
     assert judged(run.check("H7-prometheus-ready", "sick")) == {"status": (503, False)}

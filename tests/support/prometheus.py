@@ -153,8 +153,12 @@ class PrometheusFactory:
         self.processes: list[subprocess.Popen] = []
 
     def __call__(self, openmetrics_text: str, rules: str | None = None,
-                 external_labels: dict[str, str] | None = None) -> str:
-        """Backfill ``openmetrics_text``, start Prometheus over it, return its base URL."""
+                 external_labels: dict[str, str] | None = None,
+                 scrape_configs: list[dict] | None = None) -> str:
+        """Backfill ``openmetrics_text``, start Prometheus over it, return its base URL.
+
+        ``scrape_configs`` (Prometheus's own keys) adds real scrapes to the history.
+        """
         prometheus, promtool = _binaries()
         home = self.base / f"prometheus-{len(self.processes)}"
         data = home / "data"
@@ -171,12 +175,14 @@ class PrometheusFactory:
                          for key, value in (external_labels or {}).items())
         head = "global:\n  scrape_interval: 1m\n" + (
             f"  external_labels:\n{labels}" if labels else "")
+        scrapes = f"scrape_configs: {json.dumps(scrape_configs)}\n" if scrape_configs else ""
         if rules is None:
-            config.write_text(head)
+            config.write_text(head + scrapes)
         else:
             (home / "rules.yml").write_text(rules)
             _run([promtool, "check", "rules", str(home / "rules.yml")], "checking the rules")
-            config.write_text(head + "  evaluation_interval: 1s\nrule_files: [rules.yml]\n")
+            config.write_text(head + "  evaluation_interval: 1s\nrule_files: [rules.yml]\n"
+                              + scrapes)
         for _ in range(3):  # another process may take the free port before Prometheus binds it
             url = self._start(prometheus, home, data, config)
             if url:
