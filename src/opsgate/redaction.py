@@ -47,6 +47,7 @@ MAX_DECODE_LEVELS = 3
 DEFAULT_SENSITIVE_NAMES = (
     "authorization", "proxy-authorization", "cookie", "set-cookie",
     "*secret*", "*token*", "*key*", "*password*", "*passwd*", "*session*", "*credential*",
+    "*signature*",
 )
 
 Span = tuple[int, int]

@@ -195,6 +195,7 @@ def start(config: pytest.Config) -> RunState:
     for env in environments:
         for value in _sensitive_literals(env, redactor):
             redactor.add(value)
+        _learn_signing(env, redactor)
     files = None if config.option.collectonly else RunFiles.create(config, info)
     return RunState(info, files, redactor, allow_mutations=config.getoption("allow_mutations"),
                     run_deadline=config.getoption("run_deadline"))
@@ -239,6 +240,16 @@ def _sensitive_literals(env: LoadedEnvironment, redactor: Redactor) -> list[str]
                     for request in check.requests()]
     return [value for headers in header_sets for name, value in headers.items()
             if value and redactor.is_sensitive(name)]
+
+
+def _learn_signing(env: LoadedEnvironment, redactor: Redactor) -> None:
+    """Signing secrets (even literal ones) and the headers signatures are sent in."""
+    from opsgate.signing import secret_values, signature_headers
+
+    requests = [request for check in env.environment.checks for request in check.requests()]
+    for value in secret_values(requests):
+        redactor.add(value)
+    redactor.add_names(signature_headers(requests))
 
 
 WAITING_KINDS = frozenset({"window", "flow"})

@@ -45,6 +45,10 @@ FAULTS: dict[str, str] = {
                              "a wrong secret gets in",
     "org_scope_missing": "an organization-scoped internal read without organizationId answers "
                          "with every organization's data",
+    "storage_down": "the object storage answers 503 to every request (no quorum)",
+    "cookie_domain": "the refresh_token cookie names the old domain and Path=/ after a domain "
+                     "move: browsers never send it back",
+    "duplicate_signup": "signup lost its one-user-per-email rule: the same email signs up twice",
 }
 
 SYMPTOMS: dict[str, frozenset[str]] = {name: frozenset(ids) for name, ids in {
@@ -79,6 +83,9 @@ SYMPTOMS: dict[str, frozenset[str]] = {name: frozenset(ids) for name, ids in {
     "dashboard_down": ("H3",),
     "wrong_secret_accepted": ("H4-wrong-secret",),
     "org_scope_missing": ("H5-no-org-read",),
+    "storage_down": ("H6",),
+    "cookie_domain": ("F1",),
+    "duplicate_signup": ("F1-signup",),
 }.items()}
 
 POSTGRES_ONLY = frozenset({"stuck_lock"})

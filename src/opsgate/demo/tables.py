@@ -185,3 +185,10 @@ sessions = Table(
     Column("username", String(80), nullable=False),
     Column("created_at", UTC_TIME, nullable=False),
 )
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(200), nullable=False, index=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("created_at", UTC_TIME, nullable=False),
+)

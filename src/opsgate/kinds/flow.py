@@ -11,9 +11,14 @@ A step whose expectation does not hold stops the flow (later steps do not run; t
 says so); a step that could not be measured, or a capture that finds nothing, makes the check
 an error. Steps that change state (not GET, HEAD or OPTIONS) need ``mutating: true``.
 
+``{run_id}`` (the run's id) and ``{uuid}`` (a fresh uuid4 per flow run, the same in every step
+of that run) fill placeholders like captures do, so a signup and the login after it use one new
+email each run; a capture may not take either name.
+
 Captured values that are secrets (captured under a sensitive name such as ``access_token``, or
-sent in a sensitive header such as ``Authorization``) are listed in the observation's
-``fields["secrets"]`` (and a ProbeError's ``secrets``) for the run's redactor to learn.
+sent in a sensitive header such as ``Authorization``) and the signatures of signed steps are
+listed in the observation's ``fields["secrets"]`` (and a ProbeError's ``secrets``) for the
+run's redactor to learn.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
@@ -46,6 +52,8 @@ HISTORY = 20
 
 StepName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$", max_length=60)]
 CAPTURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,59}")
+UNIQUE = ("run_id", "uuid")
+"""Placeholders every flow step may use: filled per run, never captured."""
 
 
 class Poll(Strict):
@@ -74,6 +82,9 @@ class FlowStep(Strict):
             if not CAPTURE_NAME.fullmatch(name):
                 raise ValueError(f"capture name {name!r}: use letters, digits and _ (it is "
                                  "written {name} in later steps)")
+            if name in UNIQUE:
+                raise ValueError(f"capture name {name!r} is reserved: {{{name}}} is filled by "
+                                 "opsgate for each flow run; capture under another name")
             compile_jmespath(expression)
         return capture
 
@@ -142,10 +153,11 @@ class FlowCheck(CheckBase):
         return FlowRun(self, ctx).run()
 
     def pairs(self, observation: Observation) -> Iterable[Pair]:
-        captured = observation.fields.get("captured", {})
+        values = {**observation.fields.get("unique", {}),
+                  **observation.fields.get("captured", {})}
         steps = {step.name: step for step in self.steps}
         for record in observation.fields.get("steps", []):
-            yield from step_pairs(steps[record["name"]], record, captured)
+            yield from step_pairs(steps[record["name"]], record, values)
 
 
 # ---------------------------------------------------------------- validation helpers
@@ -156,11 +168,13 @@ def _duplicate_names(steps: list[FlowStep]) -> list[str]:
 
 
 def _unknown_placeholders(steps: list[FlowStep]) -> list[str]:
-    problems, known = [], set()
+    problems, known = [], set(UNIQUE)
     for step in steps:
         for name in sorted(placeholders(step) - known):
+            captured = sorted(known - set(UNIQUE))
             problems.append(f"step {step.name!r} uses {{{name}}} but no earlier step captures "
-                            f"it (captured before it: {', '.join(sorted(known)) or 'nothing'})")
+                            f"it (captured before it: {', '.join(captured) or 'nothing'}; "
+                            "always known: {run_id}, {uuid})")
         known |= set(step.capture)
     return problems
 
@@ -222,15 +236,25 @@ def poll_summary(polls: int, seconds: float) -> str:
 
 
 def fill_condition(condition: Condition, captured: dict[str, Any]) -> Condition:
-    """``== {effects}`` with the captured value written in (as a YAML/JSON scalar)."""
+    """``== {effects}`` with the captured value written in (as a YAML/JSON scalar); inside a
+    longer word (``== smoke+{uuid}@example.test``) as plain text."""
     if not captured or not PLACEHOLDER.search(condition.text):
         return condition
 
     def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return json.dumps(captured[name]) if name in captured else match.group(0)
+        name, text = match.group(1), match.string
+        if name not in captured:
+            return match.group(0)
+        before = text[match.start() - 1] if match.start() else " "
+        after = text[match.end()] if match.end() < len(text) else " "
+        if before in _APART and after in _APART:
+            return json.dumps(captured[name])
+        return str(captured[name])
 
     return Condition.parse(PLACEHOLDER.sub(value, condition.text))
+
+
+_APART = frozenset(" \t[],")
 
 
 def holds(pairs: Iterable[Pair]) -> bool:
@@ -313,7 +337,9 @@ class FlowRun:
 
     def __init__(self, check: FlowCheck, ctx: Context):
         self.check, self.ctx = check, ctx
+        self.unique = {"run_id": ctx.runner.run_id, "uuid": str(uuid.uuid4())}
         self.captured: dict[str, Any] = {}
+        self.signatures: list[str] = []
         self.records: list[dict[str, Any]] = []
         self.asked: list[dict[str, Any]] = []
         self.seen: list[dict[str, Any]] = []
@@ -336,13 +362,19 @@ class FlowRun:
                      "steps": self.asked}
         return Observation("flow", asked, self._seen(),
                            {"steps": self.records, "captured": dict(self.captured),
-                            "secrets": self.secrets()},
+                            "unique": self.unique, "secrets": self.secrets()},
                            started_at=started, finished_at=utcnow())
 
     def secrets(self) -> list[str]:
         """Captured values that are secrets (a token from a login), for the run's redactor."""
         hidden = self.check.secret_captures
-        return [str(value) for name, value in self.captured.items() if name in hidden]
+        return [*(str(value) for name, value in self.captured.items() if name in hidden),
+                *self.signatures]
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """What fills ``{name}``: ``{run_id}``, ``{uuid}`` and the values captured so far."""
+        return {**self.unique, **self.captured}
 
     def _step(self, session: TargetSession, index: int, overall: Deadline) -> bool:
         """Run step ``index``; whether it passed. ProbeError when it could not be measured."""
@@ -351,19 +383,21 @@ class FlowRun:
         polls = None
         try:
             if step.until is None:
-                observation = session.send(session.build(step.request, self.captured),
+                observation = session.send(session.build(step.request, self.values),
                                            session.timeout(step.request))
             else:
                 observation, polls = self._poll(session, step, overall)
         except ProbeError as exc:
+            self.signatures += getattr(exc, "secrets", [])
             self.asked.append({"step": step.name, **exc.asked})
             self.seen.append({"step": step.name, "error": str(exc), **exc.seen})
             raise self._error(exc, index + 1, f"step {step.name!r}: {exc}") from exc
+        self.signatures += observation.fields.get("secrets", [])
         record = {"name": step.name, "fields": observation.fields,
                   "polls": polls.count if polls else None,
                   "seconds": polls.seconds if polls else None}
         self.records.append(record)
-        ok = holds(step_pairs(step, record, self.captured))
+        ok = holds(step_pairs(step, record, self.values))
         self.asked.append({"step": step.name, **observation.asked})
         self.seen.append({"step": step.name, "passed": ok, **observation.seen,
                           **({"polls": polls.evidence()} if polls else {})})
@@ -379,7 +413,7 @@ class FlowRun:
         last: Observation | None = None
         while True:
             try:
-                last = session.send(session.build(step.request, self.captured),
+                last = session.send(session.build(step.request, self.values),
                                     min(session.timeout(step.request), log.window.remaining()))
             except ProbeTimeout:
                 if last is None or not (log.window.expired or overall.expired):
@@ -387,7 +421,7 @@ class FlowRun:
                 log.stopped = "the request was cut at the end of the window"
                 break
             log.add(_answer(last.fields, step.until))
-            if holds(fill_pairs(http_pairs(step.until, last.fields), self.captured)):
+            if holds(fill_pairs(http_pairs(step.until, last.fields), self.values)):
                 log.stopped = "until held"
                 break
             self.ctx.progress(f"step {step.name}: poll {log.count}, "
@@ -412,7 +446,8 @@ class FlowRun:
         self.not_run = [{"step": step.name, "why": why} for step in self.check.steps[start:]]
 
     def _seen(self) -> dict[str, Any]:
-        seen: dict[str, Any] = {"steps": self.seen, "captured": dict(self.captured)}
+        seen: dict[str, Any] = {"steps": self.seen, "captured": dict(self.captured),
+                                "unique": self.unique}
         if self.not_run:
             seen["not_run"] = self.not_run
         return seen

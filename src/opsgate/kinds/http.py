@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import jmespath
 from pydantic import Field, field_validator, model_validator
@@ -12,6 +12,7 @@ from opsgate.conditions import Condition
 from opsgate.config.base import CheckBase, ConditionText, Pair, Reference, Strict
 from opsgate.durations import Duration
 from opsgate.observation import MISSING
+from opsgate.signing import Signing
 
 if TYPE_CHECKING:
     from opsgate.config.targets import Targets
@@ -30,6 +31,7 @@ class HttpRequest(Strict):
     json_body: Any = Field(default=None, alias="json")
     body: str | None = None
     timeout: Duration | None = None
+    sign: Signing | None = None
 
     @field_validator("method", mode="before")
     @classmethod
@@ -38,10 +40,26 @@ class HttpRequest(Strict):
 
 
 class CookieExpect(Strict):
+    """A cookie's attributes. ``domain`` matches case-insensitively, a leading dot ignored (as
+    browsers do); a cookie without Domain is host-only: its domain is the request's host. A
+    cookie without Path has the browser's default path (the request path's directory)."""
+
     present: bool = True
     httponly: bool | None = None
     secure: bool | None = None
     samesite: str | None = None
+    domain: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    path: Annotated[str, Field(pattern=r"^/", max_length=1000)] | None = None
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        return None if value is None else normal_domain(value)
+
+
+def normal_domain(domain: str) -> str:
+    """``.Example.COM`` -> ``example.com``: how a browser compares cookie domains."""
+    return domain.strip().lstrip(".").lower()
 
 
 class HttpExpect(Strict):
@@ -132,6 +150,21 @@ def http_pairs(expect: HttpExpect, fields: dict[str, Any]) -> Iterable[Pair]:
             if expected is not None and (attribute == "present" or seen["present"]):
                 yield Pair(f"cookie {name} {attribute}", seen.get(attribute),
                            Condition.parse(f"== {str(expected).lower()}"))
+        if seen["present"]:
+            yield from _scope_pairs(name, wanted, seen)
+
+
+def _scope_pairs(name: str, wanted: CookieExpect, seen: dict[str, Any]) -> Iterator[Pair]:
+    """Domain and path, as exact text: ``cookie sid domain (old.example.com) == example.com``."""
+    if wanted.domain is not None:
+        domain = seen.get("domain")
+        label = f"cookie {name} domain" + (" (host-only)" if not domain else "")
+        value = normal_domain(domain) if domain else seen.get("host") or MISSING
+        yield Pair(label, value, Condition(f"== {wanted.domain}", "==", wanted.domain))
+    if wanted.path is not None:
+        label = f"cookie {name} path" + ("" if seen.get("path") else " (default)")
+        value = seen.get("path") or seen.get("default_path") or MISSING
+        yield Pair(label, value, Condition(f"== {wanted.path}", "==", wanted.path))
 
 
 def json_field(document: Any, expression: str) -> Any:

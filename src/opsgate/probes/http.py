@@ -24,6 +24,8 @@ MAX_BODY = 1_000_000
 EXCERPT = 2_000
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 RETRY_STATUSES = frozenset({429, 503})
+SIGNER = "opsgate.signer"
+"""The ``httpx.Request.extensions`` key of a request's signer (taken off before sending)."""
 
 
 def make_http_client(verify: bool = True, *, keep_cookies: bool = False) -> httpx.Client:
@@ -52,10 +54,14 @@ def build_request(client: httpx.Client, base_url: str, request: Any,
         body["json"] = _fill(request.json_body, values)
     elif request.body is not None:
         body["content"] = _fill(request.body, values).encode()
-    return client.build_request(
+    built = client.build_request(
         request.method, base_url.rstrip("/") + _fill(request.path, values),
         params={k: _fill(v, values) for k, v in request.params.items()} or None,
         headers=headers, **body)
+    sign = getattr(request, "sign", None)
+    if sign is not None:
+        built.extensions[SIGNER] = sign.signer()
+    return built
 
 
 def _fill(template: Any, values: dict[str, Any]) -> Any:
@@ -75,29 +81,55 @@ def _fill(template: Any, values: dict[str, Any]) -> Any:
 
 def probe_http(client: httpx.Client, request: httpx.Request, deadline: Deadline,
                *, retries: int = 2) -> Observation:
-    """Send ``request`` until an answer worth judging arrives or the deadline passes."""
+    """Send ``request`` until an answer worth judging arrives or the deadline passes.
+
+    A request built with a signer (``request.sign``) is signed again before every attempt.
+    """
     started = utcnow()
+    signer = request.extensions.pop(SIGNER, None)
+    signatures: list[str] = []
+    signed = _sign(signer, request, signatures)
     asked = _asked(request)
     attempts: list[dict[str, Any]] = []
     can_retry = request.method in SAFE_METHODS
     while True:
         try:
+            if attempts:
+                signed = _sign(signer, request, signatures)
             fields, seen = _send(client, request, deadline)
         except ProbeError as exc:
-            attempts.append({"error": str(exc)})
+            attempts.append({"error": str(exc), **signed})
             if not (can_retry and len(attempts) <= retries and _backoff(deadline, len(attempts))):
                 exc.asked, exc.seen = asked, {"attempts": attempts}
+                exc.secrets = signatures  # type: ignore[attr-defined]
                 raise
             continue
-        attempts.append({"status": seen["status"], "latency_ms": seen["latency_ms"]})
+        attempts.append({"status": seen["status"], "latency_ms": seen["latency_ms"], **signed})
         if (can_retry and seen["status"] in RETRY_STATUSES and len(attempts) <= retries
                 and _backoff(deadline, len(attempts))):
             continue
         break
-    if len(attempts) > 1:
+    if len(attempts) > 1 or signed:
         seen["attempts"] = attempts
+    if len(attempts) > 1:
         seen["note"] = f"answered on attempt {len(attempts)} of {retries + 1}"
+    if signatures:
+        fields["secrets"] = signatures
     return Observation("http", asked, seen, fields, started_at=started, finished_at=utcnow())
+
+
+def _sign(signer: Any, request: httpx.Request, signatures: list[str]) -> dict[str, str]:
+    """Sign ``request`` in place (a fresh signature, kept in ``signatures`` for the run's
+    redactor); what the evidence says about it."""
+    if signer is None:
+        return {}
+    try:
+        signed_at, values = signer(request)
+    except Exception as exc:  # a signer that cannot sign makes the check an error
+        raise ProbeError(f"could not sign {request.method} {request.url.path}: "
+                         f"{type(exc).__name__}: {exc}", asked=_asked(request)) from exc
+    signatures.extend(values)
+    return {"signed_at": signed_at}
 
 
 def _backoff(deadline: Deadline, attempt: int) -> bool:
@@ -156,6 +188,8 @@ def _fields(response: httpx.Response, body: bytes,
                         for k, v in response.headers.raw},
             "body_excerpt": text[:EXCERPT] + ("..." if len(text) > EXCERPT else ""),
             "body_bytes": len(body)}
+    if fields["cookies"]:
+        seen["cookies"] = _cookie_attributes(fields["cookies"])
     return fields, seen
 
 
@@ -164,6 +198,7 @@ def _cookies(response: httpx.Response) -> dict[str, dict[str, Any]]:
     from http.cookies import SimpleCookie
 
     cookies: dict[str, dict[str, Any]] = {}
+    url = response.request.url
     for header in response.headers.get_list("set-cookie"):
         jar: SimpleCookie = SimpleCookie()
         try:
@@ -176,8 +211,23 @@ def _cookies(response: httpx.Response) -> dict[str, dict[str, Any]]:
                              "samesite": morsel["samesite"] or None,
                              "path": morsel["path"] or None,
                              "domain": morsel["domain"] or None,
+                             "host": url.host, "default_path": default_path(url.path),
                              "present": True}
     return cookies
+
+
+def default_path(path: str) -> str:
+    """A cookie's path when Set-Cookie names none (RFC 6265 5.1.4): the request's directory."""
+    if not path.startswith("/") or path.count("/") == 1:
+        return "/"
+    return path[:path.rindex("/")]
+
+
+def _cookie_attributes(cookies: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cookies' attributes for the evidence, never their values."""
+    return [{"name": name, **{key: value for key, value in seen.items()
+                              if key not in ("present", "default_path")}}
+            for name, seen in cookies.items()]
 
 
 def _connection_message(request: httpx.Request, exc: httpx.HTTPError) -> str:

@@ -10,8 +10,10 @@ from opsgate.demo.routes import (
     organizations,
     payments,
     pos,
+    storage,
     webhooks,
 )
 
 BLUEPRINTS = (ops.blueprint, internal.blueprint, jobs.blueprint, payments.blueprint,
-              auth.blueprint, pos.blueprint, webhooks.blueprint, organizations.blueprint)
+              auth.blueprint, pos.blueprint, webhooks.blueprint, storage.blueprint,
+              organizations.blueprint)

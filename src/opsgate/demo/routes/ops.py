@@ -1,4 +1,4 @@
-"""Health, the ops status facts, the ops dashboard, ``/metrics`` and the storage bucket."""
+"""Health, the ops status facts, the ops dashboard and ``/metrics`` (storage: ``storage.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from opsgate.demo.facts import database_ok, triage
 from opsgate.demo.routes.common import demo, error
 
 blueprint = Blueprint("ops", __name__)
-BUCKET = "demo-uploads"
 SLOW_HEALTH_S = 0.7
 
 DASHBOARD = """<!doctype html>
@@ -51,11 +50,3 @@ def dashboard():
 def metrics():
     """Prometheus exposition of the demo's own registry."""
     return Response(generate_latest(demo().metrics.registry), content_type=CONTENT_TYPE_LATEST)
-
-
-@blueprint.route("/storage/<bucket>", methods=["GET", "HEAD"])
-def storage(bucket: str):
-    """The object storage bucket the app writes uploads to."""
-    if bucket != BUCKET:
-        return error(404, "no_such_bucket")
-    return jsonify({"bucket": bucket, "reachable": True})
