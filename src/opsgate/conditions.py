@@ -91,6 +91,8 @@ def format_value(value: Any) -> str:
         return f'"{value}"' if len(value) <= 80 else f'"{value[:77]}..."'
     if value is None:
         return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value)
 
 

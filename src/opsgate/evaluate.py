@@ -17,17 +17,18 @@ def evaluate(check: CheckBase, observation: Observation) -> Outcome:
 
 
 def judge_pairs(pairs: list[Pair]) -> Outcome:
-    """Judge each pair; error if any cannot be judged, failed if any is false."""
+    """Judge each pair: failed if any is measured false (a fail seen is a fail, even when
+    other pairs could not be judged), else error if any cannot be judged, else passed."""
     judgements = [_judge(*pair) for pair in pairs]
     if not judgements:
         return Outcome("error", "nothing was measured", judgements, reason="no_data")
     unjudged = [j for j in judgements if j.ok is None]
+    failed = [j for j in judgements if j.ok is False]
+    if failed:
+        return Outcome("failed", "; ".join(j.text for j in failed + unjudged), judgements)
     if unjudged:
         return Outcome("error", "; ".join(j.text for j in unjudged), judgements,
                        reason="no_data")
-    failed = [j for j in judgements if not j.ok]
-    if failed:
-        return Outcome("failed", "; ".join(j.text for j in failed), judgements)
     return Outcome("passed", "; ".join(j.text for j in judgements), judgements)
 
 
