@@ -11,6 +11,7 @@ connects them to pytest's hooks.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from typing import Any
 
@@ -36,6 +37,8 @@ from opsgate.session import (
 STATE = pytest.StashKey[RunState]()
 CASE_RECORD = pytest.StashKey[dict]()
 PREVIOUS_SIGTERM = pytest.StashKey[Any]()
+STOPPED = pytest.StashKey[str]()
+VERDICT_SHOWN = pytest.StashKey[bool]()
 
 
 class CouldNotMeasure(Exception):
@@ -86,6 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     config.pluginmanager.register(state, "opsgate-run")
     config.pluginmanager.register(RedactReports(state.redactor), "opsgate-redact")
+    config.pluginmanager.register(RunEnding(config), "opsgate-ending")
     _replace_metadata(config, state)
     quiet_and_redact_logging(state.redactor)
     config.stash[PREVIOUS_SIGTERM] = _handle_sigterm()
@@ -109,6 +113,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     if state.files is not None:
         state.files.finish(config)
+    if not config.stash.get(VERDICT_SHOWN, False) and not config.option.collectonly:
+        _show_verdict(config, state)  # an ending pytest gives no terminal summary
     state.close()
     restore_logging()
     previous = config.stash.get(PREVIOUS_SIGTERM, None)
@@ -351,17 +357,80 @@ class RedactReports:
                 warning_message.message = UserWarning(redacted)
 
 
+# ---------------------------------------------------------------- endings
+class RunEnding:
+    """Remembers why a run ended early (Ctrl-C, SIGTERM, ``pytest.exit``, internal error)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if isinstance(excinfo.value, Terminated):
+            self._stopped("the run was interrupted (SIGTERM)")
+        elif isinstance(excinfo.value, KeyboardInterrupt):
+            self._stopped("the run was interrupted (Ctrl-C)")
+        else:
+            said = str(getattr(excinfo.value, "msg", "") or "pytest.exit").splitlines()
+            self._stopped(f"the run was stopped ({said[0] if said else 'pytest.exit'})")
+
+    def pytest_internalerror(self, excrepr: Any) -> None:
+        self._stopped("the run was interrupted by an internal error")
+
+    def _stopped(self, why: str) -> None:
+        self.config.stash.setdefault(STOPPED, why)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Decide the verdict, write evidence.json, and make the exit status the gate's."""
+    """Record what never ran, decide the verdict, write evidence.json, and make the exit
+    status the gate's. Runs before JUnit and pytest-html write their files."""
     state = session.config.stash.get(STATE, None)
     if state is None or session.config.option.collectonly:
         return
     finished = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
                               pytest.ExitCode.NO_TESTS_COLLECTED)
+    if not finished and not state.preflight.get("problems"):
+        why = session.config.stash.get(STOPPED, "the run did not finish")
+        _report_not_run(session, state, f"not run: {why}")
     decision = state.finish(finished)
     if finished:
         session.exitstatus = (pytest.ExitCode.OK if decision.passed
                               else pytest.ExitCode.TESTS_FAILED)
+
+
+def _report_not_run(session: pytest.Session, state: RunState, message: str) -> None:
+    """Items that never ran become not-run records and failed reports, so that JUnit,
+    pytest-html and the terminal show them red instead of leaving them out."""
+    from pytest_html import extras
+
+    from opsgate.report import evidence_block
+
+    items = state.unreported(session.items)
+    records = state.not_run(items, message)
+    reports = []
+    for item, record in zip(items, records, strict=True):
+        shown = [extras.html(evidence_block(record))] if case_of(item) is not None else []
+        reports += [_made_report(item.nodeid, item.location, "call", message, shown),
+                    _made_report(item.nodeid, item.location, "teardown")]
+    if not reports:  # nothing left out, but the suite must still not look finished
+        location = ("opsgate", None, "opsgate run")
+        reports = [_made_report("opsgate::run", location, "call", message),
+                   _made_report("opsgate::run", location, "teardown")]
+    for report in reports:
+        # a broken plugin must not stop the evidence from being written
+        with contextlib.suppress(Exception):
+            session.config.hook.pytest_runtest_logreport(report=report)
+
+
+def _made_report(nodeid: str, location: Any, when: str, message: str | None = None,
+                 shown: list[Any] | None = None) -> pytest.TestReport:
+    """A report for a check that never ran: failed at ``call`` with ``message``."""
+    now = utcnow().timestamp()
+    report = pytest.TestReport(nodeid, location, {}, "failed" if message else "passed",
+                               message, when, start=now, stop=now, user_properties=[],
+                               opsgate_not_run=True)
+    report.extras = shown or []
+    return report
 
 
 @pytest.hookimpl(specname="pytest_sessionfinish", wrapper=True, trylast=True)
@@ -395,17 +464,31 @@ def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
-    if state is None or state.decision is None:
-        return
+    if state is not None and state.decision is not None:
+        _show_verdict(config, state)
+
+
+def _show_verdict(config: pytest.Config, state: RunState) -> None:
+    """The verdict, why, what did not pass and where the files are, once per run: from the
+    terminal summary, or at unconfigure when pytest gives none (an internal error)."""
     from opsgate.report import terminal_lines
 
-    decision = state.decision
-    colour = {"PASS": {"green": True}, "BLOCKED": {"red": True}}.get(decision.verdict,
-                                                                     {"yellow": True})
-    terminalreporter.write_sep("=", f"opsgate verdict: {decision.verdict}", bold=True, **colour)
-    for line in terminal_lines(state.document or {}):
-        terminalreporter.write_line(line)
+    config.stash[VERDICT_SHOWN] = True
+    verdict = state.decision.verdict if state.decision else "INCOMPLETE"
+    lines = terminal_lines(state.document or {}) if state.document else [
+        "the run did not finish: what did not run cannot pass"]
     if state.files is not None:
-        terminalreporter.write_line(f"report:   {state.files.report}")
-        terminalreporter.write_line(
-            f"evidence: {state.evidence_path or state.files.directory / 'evidence.jsonl'}")
+        directory = state.files.directory
+        lines += [f"report:   {state.files.report}",
+                  f"evidence: {state.evidence_path or directory / 'evidence.jsonl'}",
+                  f"folder:   {directory}"]
+    writer = config.pluginmanager.get_plugin("terminalreporter")
+    if writer is None:
+        import sys
+
+        sys.stderr.write("\n".join([f"opsgate verdict: {verdict}", *lines]) + "\n")
+        return
+    colour = {"PASS": {"green": True}, "BLOCKED": {"red": True}}.get(verdict, {"yellow": True})
+    writer.write_sep("=", f"opsgate verdict: {verdict}", bold=True, **colour)
+    for line in lines:
+        writer.write_line(line)

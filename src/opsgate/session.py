@@ -84,8 +84,40 @@ class RunState:
             if self.log is not None:
                 self.log.add(record)
 
+    def unreported(self, items: list[pytest.Item]) -> list[pytest.Item]:
+        """Collected items with neither a record nor a teardown report: they never ran."""
+        return [item for item in items if item.nodeid not in self.records
+                and "teardown" not in self.phases.get(item.nodeid, {})]
+
+    def not_run(self, items: list[pytest.Item], message: str) -> list[dict[str, Any]]:
+        """Record ``items`` as not run (reason ``interrupted``) with ``message``; the records."""
+        from opsgate.outcome import Outcome
+
+        added = []
+        for item in items:
+            case, now = case_of(item), utcnow()
+            if case is None:
+                record = plain_record(nodeid=item.nodeid,
+                                      environment=self.info.environment_label,
+                                      outcome="not_run", message=message, started_at=now,
+                                      finished_at=now, redactor=self.redactor)
+                record["reason"] = "interrupted"
+            else:
+                record = check_record(
+                    ident=case.check.id, environment=case.env.name, check=case.check,
+                    outcome=Outcome("not_run", message, reason="interrupted"),
+                    observation=None, asked={}, seen={}, started_at=now, finished_at=now,
+                    nodeid=item.nodeid, redactor=self.redactor, advisory=case.advisory)
+            self.records[item.nodeid] = record
+            if self.log is not None:
+                self.log.add(record)
+            added.append(record)
+        return added
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """At an item's teardown its record is final: append it to the evidence."""
+        if getattr(report, "opsgate_not_run", False):
+            return  # made by ``not_run`` for an item that never ran: recorded already
         phases = self.phases.setdefault(report.nodeid, {"started": utcnow()})
         phases[report.when] = report
         if report.when != "teardown":

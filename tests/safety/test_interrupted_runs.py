@@ -6,7 +6,9 @@ Each test starts ``python -m pytest checks --env FILE --report-dir DIR`` as a re
 interrupts it: Ctrl-C (SIGINT), SIGTERM, SIGKILL, or an internal error raised by a hook. The run
 must end within a few seconds of the interruption (probe threads are daemons and the window
 stops sampling when the run stops) and leave files that say INCOMPLETE, or no finished-looking
-file at all. Two runs started together must write two folders, a normal run must leave no
+file at all; the check that never ran must be in the evidence and in junit.xml as not run
+(a failure, so the suite is red), and the terminal must end with the verdict and the paths.
+Two runs started together must write two folders, a normal run must leave no
 temporary file behind, and after SIGKILL at random moments every evidence.jsonl line must be
 complete JSON.
 """
@@ -28,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -214,8 +217,32 @@ def assert_no_pass_anywhere(folder: Path) -> None:
                 assert mark not in content, f"{path.name} says PASS"
 
 
-def assert_incomplete(folder: Path, live: Live) -> dict[str, Any]:
-    """report.html and evidence.json both exist and say INCOMPLETE; the evidence document."""
+def assert_junit_red(folder: Path, why: str) -> None:
+    """junit.xml lists the check that never ran as a failure saying why: CI shows red."""
+    path = folder / "junit.xml"
+    assert path.is_file(), f"no junit.xml: {sorted(os.listdir(folder))}"
+    suite = ElementTree.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    assert int(suite.get("failures")) + int(suite.get("errors")) >= 1, ElementTree.tostring(
+        suite)[:2000]
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert "test_check[it:W]" in cases, f"W is not in junit.xml: {sorted(cases)}"
+    failure = cases["test_check[it:W]"].find("failure")
+    assert failure is not None, ElementTree.tostring(cases["test_check[it:W]"])
+    assert failure.get("message") == f"not run: {why}", failure.get("message")
+
+
+def assert_verdict_printed(folder: Path, live: Live, verdict: str = "INCOMPLETE") -> None:
+    """The terminal ends with the verdict and where the run's files are."""
+    text = live.text()
+    assert f"opsgate verdict: {verdict}" in text, text
+    assert f"report:   {folder / 'report.html'}" in text, text
+    assert f"evidence: {folder / 'evidence.json'}" in text, text
+
+
+def assert_incomplete(folder: Path, live: Live, why: str) -> dict[str, Any]:
+    """report.html and evidence.json both exist and say INCOMPLETE, and the check that never
+    ran is in them as not run, saying ``why``; the evidence document."""
     report = folder / "report.html"
     assert report.is_file(), f"no report.html: {sorted(os.listdir(folder))}\n{live.text()}"
     html = report.read_text(errors="replace")
@@ -226,7 +253,12 @@ def assert_incomplete(folder: Path, live: Live) -> dict[str, Any]:
     records = by_id(document)
     for ident in QUICK:
         assert records[ident]["outcome"] == "passed", records[ident]
-    assert records.get("W", {"outcome": "not_run"})["outcome"] == "not_run", records["W"]
+    assert "W" in records, f"the check that never ran is not in the evidence: {sorted(records)}"
+    assert records["W"]["outcome"] == "not_run", records["W"]
+    assert records["W"]["message"] == f"not run: {why}", records["W"]["message"]
+    assert records["W"]["reason"] == "interrupted", records["W"]
+    assert "W" in {r["id"] for r in jsonl(folder)}, "W is not in evidence.jsonl"
+    assert f"not run: {why}" in html, "report.html does not say why W did not run"
     return document
 
 
@@ -242,8 +274,11 @@ def test_interrupted_run_leaves_an_incomplete_report(tmp_path, api, signum):
               f"{live.process.returncode}")
     assert took < PROMPT, f"the run took {took:.1f}s to end after the signal:\n{live.text()}"
     assert live.process.returncode == pytest.ExitCode.INTERRUPTED, live.text()
-    assert_incomplete(folder, live)
-    assert "verdict: INCOMPLETE" in live.text()
+    why = {signal.SIGINT: "the run was interrupted (Ctrl-C)",
+           signal.SIGTERM: "the run was interrupted (SIGTERM)"}[signum]
+    assert_incomplete(folder, live, why)
+    assert_junit_red(folder, why)
+    assert_verdict_printed(folder, live)
 
 
 # ---------------------------------------------------------------- (c) SIGKILL
@@ -297,7 +332,10 @@ def test_internal_error_leaves_an_incomplete_report(tmp_path, api):
     assert_no_pass_anywhere(folder)
     records = by_id(document)
     assert records["Q1"]["outcome"] == "passed"
-    assert records.get("W", {"outcome": "not_run"})["outcome"] == "not_run"
+    why = "the run was interrupted by an internal error"
+    assert records["W"]["outcome"] == "not_run" and records["W"]["message"] == f"not run: {why}"
+    assert_junit_red(folder, why)
+    assert_verdict_printed(folder, live)
 
 
 # ---------------------------------------------------------------- (e) runs side by side
