@@ -85,6 +85,7 @@ def _duration_option(value: str) -> float:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("env"):
         return
+    refuse_uncaptured_output(config)
     state = start(config)
     config.stash[STATE] = state
     config.pluginmanager.register(state, "opsgate-run")
@@ -93,6 +94,23 @@ def pytest_configure(config: pytest.Config) -> None:
     _replace_metadata(config, state)
     quiet_and_redact_logging(state.redactor)
     config.stash[PREVIOUS_SIGTERM] = _handle_sigterm()
+
+
+def refuse_uncaptured_output(config: pytest.Config) -> None:
+    """Only pytest's fd capture sees everything a check writes (prints, logging handlers,
+    ``os.write``, subprocesses) and hands it to the redactor; any other mode lets a check
+    write a secret straight to the terminal, so it is a usage error with ``--env``."""
+    method = getattr(config.option, "capture", None)
+    if config.pluginmanager.get_plugin("capturemanager") is None:
+        given = "-p no:capture"
+    elif method == "fd":
+        return
+    else:
+        given = "-s / --capture=no" if method == "no" else f"--capture={method}"
+    raise pytest.UsageError(
+        f"opsgate: {given} would let checks write secrets to the terminal unredacted; run "
+        "without it (pytest's default --capture=fd shows a failing check's output, redacted; "
+        "add -rA to see every check's)")
 
 
 def _handle_sigterm() -> Any:

@@ -17,7 +17,11 @@ About 20 runs of 50 secrets (1,000 secrets in all) keep the test near a minute o
 ``test_redactor_removes_every_form`` checks ``Redactor.text`` itself with many more examples;
 ``test_other_channels_leak_nothing`` covers pytest's other outputs (collection errors,
 warnings, logged tracebacks, JUnit properties, pytest-html extras, xfail reasons, configuration
-errors, a PostgreSQL URL password when the run stops before any check).
+errors, a PostgreSQL URL password when the run stops before any check);
+``test_uncaptured_output_is_refused`` runs a check that writes its secrets every way it can
+(print, stderr, ``sys.__stdout__``, a logging handler on the real stderr, ``os.write``, a
+subprocess) with ``-s`` and every other capture mode that would let them through: each must be
+a usage error with no secret in the terminal, while the default capture shows them redacted.
 """
 
 from __future__ import annotations
@@ -519,3 +523,91 @@ def test_redactor_removes_every_form(secrets: list[str], data: st.DataObject) ->
     assert not leaks(secrets, {"text": redacted}), (name, text, redacted)
     if Redactor().text(text) == text:  # no sensitive name in the text: only the secret goes
         assert redacted.startswith(f"{before} ") and redacted.endswith(f" {after}")
+
+
+# ---------------------------------------------------------------- output pytest does not capture
+UNCAPTURED = '''\
+"""A hand-written check that writes the secrets to the terminal every way it can."""
+
+import base64
+import json
+import logging
+import os
+import subprocess
+import sys
+from urllib.parse import quote
+
+SECRETS = [os.environ[f"OPSGATE_SAFETY_{index}"] for index in range(3)]
+
+
+def test_writes_secrets_everywhere(opsgate):
+    noisy = logging.getLogger("noisy")
+    noisy.addHandler(logging.StreamHandler(sys.__stderr__))
+    for secret in SECRETS:
+        forms = [secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode(),
+                 json.dumps(secret)]
+        print("print:", *forms)
+        print("stderr:", *forms, file=sys.stderr)
+        sys.__stdout__.write(f"real stdout: {secret}\\n")
+        sys.__stdout__.flush()
+        noisy.error("logged %s", secret)
+        os.write(1, f"fd 1: {secret}\\n".encode())
+        os.write(2, f"fd 2: {secret}\\n".encode())
+        subprocess.run([sys.executable, "-c", "import sys; print(sys.argv[1])", secret],
+                       check=True)
+    assert False, "failing shows what the check wrote"
+'''
+UNCAPTURED_ENVIRONMENT = """\
+name: uncaptured
+targets:
+  http:
+    api:
+      base_url: http://127.0.0.1:9
+      headers: {X-Api-Key: "${OPSGATE_SAFETY_0}", X-Note: "${OPSGATE_SAFETY_1}",
+                Authorization: "Bearer ${OPSGATE_SAFETY_2}"}
+checks: []
+"""
+CAPTURE_MODES = {"-s": ("-s",), "--capture=no": ("--capture=no",),
+                 "--capture=tee-sys": ("--capture=tee-sys",), "--capture=sys": ("--capture=sys",),
+                 "-p no:capture": ("-p", "no:capture")}
+
+
+def run_uncaptured(bare_catalog: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, Path]:
+    """The check above, run with ``args``; pytest's result and the report folder."""
+    (bare_catalog.path / "checks" / "test_uncaptured.py").write_text(UNCAPTURED)
+    environment = bare_catalog.path / "uncaptured.yaml"
+    environment.write_text(UNCAPTURED_ENVIRONMENT, encoding="utf-8")
+    values = {f"{VAR}{index}": secret for index, secret in enumerate(FIXED_SECRETS)}
+    out = bare_catalog.path / "out"
+    with mock.patch.dict(os.environ, values):
+        result = bare_catalog.runpytest_subprocess(
+            "checks", "--env", str(environment), "--report-dir", str(out), "-rA",
+            *LEAN_PYTEST, *args, timeout=120)
+    return result, out
+
+
+def test_captured_output_reaches_the_terminal_redacted(bare_catalog: pytest.Pytester) -> None:
+    """With pytest's default capture, all the check wrote is shown, and redacted."""
+    result, out = run_uncaptured(bare_catalog)
+    assert result.ret == 1, result.stdout.str()[-3000:]
+    (run_folder,) = out.iterdir()
+    outputs = outputs_of(result, run_folder)
+    for written in ("print:", "stderr:", "real stdout:", "logged", "fd 1:", "fd 2:"):
+        assert f"{written} {MASK}" in outputs["stdout"], (written, result.stdout.str()[-3000:])
+    found = leaks(FIXED_SECRETS, outputs)
+    assert not found, f"{len(found)} leaks:\n" + "\n".join(found[:20])
+
+
+@pytest.mark.parametrize("mode", list(CAPTURE_MODES))
+def test_uncaptured_output_is_refused(bare_catalog: pytest.Pytester, mode: str) -> None:
+    """``-s`` and the other modes that let a check write to the terminal directly are a usage
+    error before anything runs: no secret reaches the terminal in any form."""
+    result, out = run_uncaptured(bare_catalog, *CAPTURE_MODES[mode])
+    output = {"stdout": result.stdout.str(), "stderr": result.stderr.str()}
+    found = leaks(FIXED_SECRETS, output)
+    assert not found, f"{mode}: {len(found)} leaks:\n" + "\n".join(found[:20])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output
+    errors = [line for line in output["stderr"].splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "opsgate:" in errors[0] and "capture" in errors[0], output
+    assert "Traceback" not in output["stdout"] + output["stderr"]
+    assert not out.exists(), "a run folder was made: something ran"
