@@ -525,6 +525,99 @@ def test_redactor_removes_every_form(secrets: list[str], data: st.DataObject) ->
         assert redacted.startswith(f"{before} ") and redacted.endswith(f" {after}")
 
 
+# ---------------------------------------------------------------- signed requests
+SIGNING_SECRETS = ["Sig-s3cr3t-KEY/+=0042-AbCdEf", "whsec_pässwörd(.*)+?[漢字]|$-77"]
+SIGNED_ENVIRONMENT = """\
+name: signing
+targets:
+  http:
+    api: {base_url: "BASE", retries: 0, timeout: 5s}
+checks:
+  - id: H6
+    title: sigv4
+    kind: http
+    request:
+      path: /bucket
+      sign: {sigv4: {access_key: AKIDSAFETY, secret_key: "${OPSGATE_SAFETY_0}", region: us-east-1}}
+    expect: {json: {"headers.Authorization": "== nope"}}
+  - id: F3
+    title: stripe
+    kind: http
+    mutating: true
+    request:
+      method: POST
+      path: /hook
+      json: {id: evt_1}
+      sign: {hmac_sha256: {secret: "${OPSGATE_SAFETY_1}"}}
+    expect: {json: {'headers."Stripe-Signature"': "== nope", body: "== nope"}}
+  - id: CUSTOM
+    title: a header name no default pattern matches
+    kind: http
+    request:
+      path: /custom
+      sign:
+        hmac_sha256: {secret: literal-Hmac-Secret-99, header: X-Webhook-Auth,
+                      format: "{signature}", payload: "{body}", encoding: base64}
+    expect: {json: {'headers."X-Webhook-Auth"': "== nope"}}
+  - id: FLOW
+    title: signed flow step
+    kind: flow
+    mutating: true
+    steps:
+      - name: deliver
+        request:
+          method: POST
+          path: "/flow/{uuid}"
+          body: "run {run_id}"
+          sign: {hmac_sha256: {secret: "${OPSGATE_SAFETY_1}", header: X-Sig}}
+        expect: {json: {'headers."X-Sig"': "== nope"}}
+"""
+
+
+def test_signing_secrets_and_signatures_reach_no_output(bare_catalog: pytest.Pytester) -> None:
+    """SigV4 and HMAC signing: the secrets (from ``${VAR}`` or literal), the signature headers
+    and every signature sent stay out of every output, even when a server echoes them back
+    into the body, a Set-Cookie and the failure messages."""
+    sent: list[str] = []
+
+    @Request.application
+    def echo(request: Request) -> Response:
+        for name in ("Authorization", "Stripe-Signature", "X-Webhook-Auth", "X-Sig"):
+            if name in request.headers:
+                value = request.headers[name]
+                sent.extend([value, value.rpartition("=")[2] if name != "X-Webhook-Auth"
+                             else value])
+        answer = {"headers": dict(request.headers), "body": request.get_data(as_text=True)}
+        response = Response(json.dumps(answer), content_type="application/json")
+        response.set_cookie("echo", request.headers.get("Authorization", "none"))
+        return response
+
+    server = make_server("127.0.0.1", 0, echo, threaded=True, request_handler=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    environment = bare_catalog.path / "signing.yaml"
+    environment.write_text(SIGNED_ENVIRONMENT.replace(
+        "BASE", f"http://127.0.0.1:{server.server_port}"), encoding="utf-8")
+    values = {f"{VAR}{i}": secret for i, secret in enumerate(SIGNING_SECRETS)}
+    report_dir = bare_catalog.path / "out"
+    try:
+        with mock.patch.dict(os.environ, values):
+            result = bare_catalog.runpytest_subprocess(
+                "checks", "--env", str(environment), "--report-dir", str(report_dir), "-rA",
+                "-l", "--allow-mutations", "--log-level", "DEBUG", *LEAN_PYTEST, timeout=120)
+    finally:
+        server.shutdown()
+    assert result.ret == 1, result.stdout.str()[-3000:]
+    (run_folder,) = report_dir.iterdir()
+    outputs = outputs_of(result, run_folder)
+    document = json.loads(outputs["evidence.json"])
+    assert {check["outcome"] for check in document["checks"]} == {"failed"}, document
+    assert len(sent) == 8, sent  # four requests, each signed: header and signature
+    found = leaks([*SIGNING_SECRETS, "literal-Hmac-Secret-99"], outputs)
+    found += [f"{where}: signature {value!r}" for value in sent
+              for where, text in outputs.items() if value in text]
+    assert not found, f"{len(found)} leaks:\n" + "\n".join(found[:20])
+
+
 # ---------------------------------------------------------------- output pytest does not capture
 UNCAPTURED = '''\
 """A hand-written check that writes the secrets to the terminal every way it can."""
