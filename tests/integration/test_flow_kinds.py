@@ -410,8 +410,8 @@ def test_every_flow_passes_against_a_healthy_system(gate, base):
 def test_login_cookie_without_httponly_and_secure_fails(gate, base):
     check = by_id(gate(faulty(base, "insecure_cookie"), F1))["F1"]
     assert check["outcome"] == "failed"
-    assert "login: cookie refresh_token httponly (False) == true" in check["message"]
-    assert "login: cookie refresh_token secure (False) == true" in check["message"]
+    assert "login: cookie refresh_token httponly (false) == true" in check["message"]
+    assert "login: cookie refresh_token secure (false) == true" in check["message"]
     assert check["evidence"]["seen"]["not_run"] == [
         {"step": "me", "why": "not run: step 'login' did not pass"}]
 
@@ -455,7 +455,7 @@ def test_replay_with_two_effects_fails(gate, base):
     check = by_id(gate(faulty(base, "replay_not_idempotent"), q7("evt-dup")))["Q7"]
     assert check["outcome"] == "failed"
     assert "replay again: json effects (2) == 1" in check["message"]
-    assert "replay again: json applied (True) == false" in check["message"]
+    assert "replay again: json applied (true) == false" in check["message"]
 
 
 def test_order_without_tenant_accepted_or_with_a_side_effect_fails(gate, base):
