@@ -170,9 +170,10 @@ def collect_only(work: Work, env_file: Path) -> Proc:
                    env=work.env())
 
 
-WARM_MODULES = ("opsgate.plugin", "opsgate.session", "opsgate.report", "opsgate.probes.http",
-                "opsgate.probes.sql", "opsgate.probes.database", "opsgate.probes.promql",
-                "opsgate.kinds", "opsgate.config.sqlguard", "opsgate.config.promqlcheck",
+WARM_MODULES = ("opsgate.plugin", "opsgate.gate_plugin", "opsgate.session", "opsgate.report",
+                "opsgate.probes.http", "opsgate.probes.sql", "opsgate.probes.database",
+                "opsgate.probes.promql", "opsgate.kinds", "opsgate.config.sqlguard",
+                "opsgate.config.promqlcheck",
                 "httpx", "psycopg", "sqlalchemy.dialects.postgresql.psycopg",
                 "sqlalchemy.dialects.sqlite", "pytest_html.plugin", "xdist.plugin", "execnet")
 

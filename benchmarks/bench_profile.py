@@ -66,10 +66,10 @@ def _install() -> None:
     # the plugin module has already bound them by name.
     _wrap(opsgate.evidence, "check_record", "opsgate check_record")
     _wrap(opsgate.report, "evidence_block", "opsgate evidence_block")
-    import opsgate.plugin
+    import opsgate.gate_plugin
 
-    _wrap(opsgate.plugin, "check_record", "opsgate check_record")
-    _wrap(opsgate.plugin, "_redact_report", "opsgate _redact_report")
+    _wrap(opsgate.gate_plugin, "check_record", "opsgate check_record")
+    _wrap(opsgate.gate_plugin, "_redact_report", "opsgate _redact_report")
     _wrap(opsgate.session.RunState, "pytest_runtest_logreport",
           "opsgate evidence.jsonl (logreport)")
     _wrap(opsgate.session.RunState, "finish", "opsgate evidence.json (finish)")

@@ -184,3 +184,34 @@ def test_secret_never_reaches_any_output(suite, echo_server):
     seen = document["checks"][0]["evidence"]["seen"]
     assert "[REDACTED]" in seen["body_excerpt"]
     assert document["checks"][0]["evidence"]["asked"]["headers"]["Authorization"] == "[REDACTED]"
+
+
+ENGINE = ("pydantic", "httpx", "sqlalchemy", "pglast", "psycopg", "jmespath", "promql_parser")
+LIGHT = '''\
+import sys
+
+
+def test_engine_is_not_imported():
+    engine = sorted(name for name in sys.modules
+                    if name.split(".")[0] in {ENGINE!r}
+                    or (name.startswith("opsgate.") and name != "opsgate.plugin"))
+    assert engine == [], engine
+    assert "opsgate.plugin" in sys.modules
+'''
+
+
+def test_pytest_without_env_does_not_import_the_engine(pytester):
+    """Other projects' pytest runs in the same environment load only opsgate's options."""
+    pytester.makepyfile(test_light=LIGHT.replace("{ENGINE!r}", repr(set(ENGINE))))
+    result = pytester.runpytest_subprocess("test_light.py")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*1 passed*"])
+
+
+def test_handwritten_check_without_env_is_a_usage_error(pytester):
+    """Without ``--env`` the gate's fixtures are not loaded; asking for one says what to do."""
+    pytester.makepyfile(test_hand="def test_status(opsgate):\n    pass\n")
+    result = pytester.runpytest_subprocess("test_hand.py")
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()  # at collection
+    result.stdout.fnmatch_lines(["*UsageError: opsgate: no environment given*--env NAME*"])
+    assert "fixture 'opsgate' not found" not in result.stdout.str()
