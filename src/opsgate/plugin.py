@@ -7,6 +7,8 @@ imports ``opsgate.gate_plugin`` (the run, probes, reports, verdict) and register
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 #: Fixtures that exist only in a gate run: a test asking for one without ``--env`` is refused.
@@ -51,9 +53,23 @@ def pytest_configure(config: pytest.Config) -> None:
     JUnit read in their own ``pytest_configure``)."""
     if not config.getoption("env"):
         return
-    from opsgate import gate_plugin
+    # Loading the gate makes many long-lived objects (modules, models, the checks) and no
+    # garbage: the cyclic collector would only walk them again and again (a fifth of the
+    # start-up). It is paused while they are made, then they are frozen out of its reach;
+    # pytest_unconfigure gives them back.
+    gc.disable()
+    try:
+        from opsgate import gate_plugin
 
-    config.pluginmanager.register(gate_plugin, "opsgate-gate")
+        config.pluginmanager.register(gate_plugin, "opsgate-gate")
+    finally:
+        gc.enable()
+        gc.freeze()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.getoption("env"):
+        gc.unfreeze()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
