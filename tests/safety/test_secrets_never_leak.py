@@ -571,6 +571,16 @@ checks:
           body: "run {run_id}"
           sign: {hmac_sha256: {secret: "${OPSGATE_SAFETY_1}", header: X-Sig}}
         expect: {json: {'headers."X-Sig"': "== nope"}}
+  - id: IDEM
+    title: signed idempotency requests (each answer echoes its own signature)
+    kind: idempotency
+    mutating: true
+    request:
+      method: POST
+      path: /idem
+      json: {amount: 1}
+      sign: {hmac_sha256: {secret: "${OPSGATE_SAFETY_1}", header: X-Idem-Sig}}
+    other_json: {amount: 2}
 """
 
 
@@ -582,12 +592,16 @@ def test_signing_secrets_and_signatures_reach_no_output(bare_catalog: pytest.Pyt
 
     @Request.application
     def echo(request: Request) -> Response:
-        for name in ("Authorization", "Stripe-Signature", "X-Webhook-Auth", "X-Sig"):
+        signed = []
+        for name in ("Authorization", "Stripe-Signature", "X-Webhook-Auth", "X-Sig",
+                     "X-Idem-Sig"):
             if name in request.headers:
                 value = request.headers[name]
-                sent.extend([value, value.rpartition("=")[2] if name != "X-Webhook-Auth"
-                             else value])
-        answer = {"headers": dict(request.headers), "body": request.get_data(as_text=True)}
+                signed += [value, value.rpartition("=")[2] if name != "X-Webhook-Auth"
+                           else value]
+        sent.extend(signed)
+        answer = {"headers": dict(request.headers), "body": request.get_data(as_text=True),
+                  "note": " ".join(signed)}  # under a name no redaction rule knows
         response = Response(json.dumps(answer), content_type="application/json")
         response.set_cookie("echo", request.headers.get("Authorization", "none"))
         return response
@@ -611,7 +625,9 @@ def test_signing_secrets_and_signatures_reach_no_output(bare_catalog: pytest.Pyt
     outputs = outputs_of(result, run_folder)
     document = json.loads(outputs["evidence.json"])
     assert {check["outcome"] for check in document["checks"]} == {"failed"}, document
-    assert len(sent) == 8, sent  # four requests, each signed: header and signature
+    # four requests, then the idempotency check's first, replay and conflict (the replay
+    # answer differs: it echoes a fresh signature), each signed: header and signature
+    assert len(sent) == 14, sent
     found = leaks([*SIGNING_SECRETS, "literal-Hmac-Secret-99"], outputs)
     found += [f"{where}: signature {value!r}" for value in sent
               for where, text in outputs.items() if value in text]

@@ -133,7 +133,7 @@ class FlowCheck(CheckBase):
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout
-        timeout = targets.http[self.target or next(iter(targets.http))].timeout
+        timeout = targets.http_target(self.target).timeout
         return sum(step_budget(step, timeout) for step in self.steps)
 
     @property
@@ -282,7 +282,7 @@ class TargetSession:
         from opsgate.probes.http import make_http_client
 
         self.ctx = ctx
-        self.name = target or next(iter(ctx.targets.http))
+        self.name = ctx.targets.http_name(target)
         self.config = ctx.targets.http[self.name]
         self.client = make_http_client(verify=self.config.verify_tls, keep_cookies=True)
 

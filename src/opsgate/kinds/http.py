@@ -117,8 +117,7 @@ class HttpCheck(CheckBase):
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout
-        target = targets.http[self.target or next(iter(targets.http))]
-        return self.request.timeout or target.timeout
+        return self.request.timeout or targets.http_target(self.target).timeout
 
     def measure(self, ctx: Context) -> Observation:
         return ctx.http_request(self.target, self.request, self.budget(ctx.targets))

@@ -89,9 +89,8 @@ class IdempotencyCheck(CheckBase):
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout
-        target = targets.http[self.target or next(iter(targets.http))]
         requests = 4 if self.expect.in_flight is not None else 3
-        return (self.request.timeout or target.timeout) * requests
+        return (self.request.timeout or targets.http_target(self.target).timeout) * requests
 
     def measure(self, ctx: Context) -> Observation:
         return IdempotencyRun(self, ctx).run()
@@ -167,6 +166,7 @@ class IdempotencyRun:
         self.fields: dict[str, Any] = {}
         self.asked: dict[str, Any] = {"idempotency_header": check.key_header}
         self.seen: dict[str, Any] = {}
+        self.signatures: list[str] = []  # of signed requests, for the run's redactor
 
     def run(self) -> Observation:
         started = utcnow()
@@ -182,6 +182,7 @@ class IdempotencyRun:
                 self._send(session, "conflict", self._with_json(self.check.other_json))
                 if self.check.expect.in_flight is not None:
                     self._in_flight(session)
+        self.fields["secrets"] = self.signatures
         return Observation("idempotency", self.asked, self.seen, self.fields,
                            started_at=started, finished_at=utcnow())
 
@@ -228,6 +229,8 @@ class IdempotencyRun:
                 error = exc if isinstance(exc, ProbeError) else ProbeError(
                     "the two in-flight requests could not be started together")
                 raise self._error("in_flight", error) from exc
+        for answer in answers:
+            self.signatures += answer.fields.get("secrets", [])
         self.asked["in_flight"] = [answer.asked for answer in answers]
         self.seen["in_flight"] = {"answers": [answer.seen for answer in answers],
                                   "overlapped": _overlapped(answers)}
@@ -238,6 +241,7 @@ class IdempotencyRun:
         self.fields["in_flight"] = [self._answer(answer) for answer in answers]
 
     def _keep(self, name: str, observation: Observation) -> None:
+        self.signatures += observation.fields.get("secrets", [])
         self.asked[name] = observation.asked
         self.seen[name] = observation.seen
 
@@ -249,9 +253,12 @@ class IdempotencyRun:
 
     def _error(self, name: str, exc: ProbeError) -> ProbeError:
         """``exc`` naming the request that could not be measured, with the evidence so far."""
+        self.signatures += getattr(exc, "secrets", [])
         self.asked[name] = exc.asked
         self.seen[name] = {"error": str(exc), **exc.seen}
-        return type(exc)(f"{name} request: {exc}", asked=self.asked, seen=self.seen)
+        error = type(exc)(f"{name} request: {exc}", asked=self.asked, seen=self.seen)
+        error.secrets = self.signatures  # type: ignore[attr-defined]
+        return error
 
 
 def _overlapped(answers: list[Observation]) -> bool:
