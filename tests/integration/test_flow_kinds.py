@@ -424,7 +424,8 @@ def test_job_stuck_in_running_fails_after_within(gate, base):
     assert re.fullmatch(r'succeeded: json status \("running"\) == succeeded after '
                         r"(1\.[5-9]|[2-9](\.\d)?)s, \d+ polls", check["message"]), check["message"]
     polls = steps_seen(check)["succeeded"]["polls"]
-    assert polls["stopped"] == "within passed" and polls["count"] >= 5
+    # polled until within passed: at least queued, then running (how many depends on load)
+    assert polls["stopped"] == "within passed" and polls["count"] >= 2
     assert [a["saw"]["json status"] for a in polls["answers"]] == ["queued", "running"]
 
 
