@@ -7,17 +7,15 @@ what it runs, fail when it does not. ``T4-deployed-revision`` (O/B) reads the AP
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.support.catalog import Run, example_check, run_catalog, write_environment
+from tests.support.http import serve
 
 HEALTHY = {
     "/api/version": {"gitSha": "4f2c9e1", "environment": "production"},
@@ -31,20 +29,15 @@ SICK = {  # a build without its revision, and a canary answering a mode it does 
 }
 
 
-@contextmanager
-def serve(answers: dict[str, Any]) -> Iterator[str]:
+def answering(answers: dict[str, Any]) -> Callable[..., Any]:
+    """A WSGI app answering each path of ``answers`` with its JSON (404 elsewhere)."""
     @Request.application
     def app(request: Request) -> Response:
         if request.path not in answers:
             return Response("{}", status=404, content_type="application/json")
         return Response(json.dumps(answers[request.path]), content_type="application/json")
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+    return app
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +45,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     folder: Path = tmp_path_factory.mktemp("t4")
     checks = [example_check("orya-obraflow.example", "T4-deployed-revision"),
               example_check("mvp-backend.example", "T4-canary-config")]
-    with serve(HEALTHY) as healthy, serve(SICK) as sick:
+    with serve(answering(HEALTHY)) as healthy, serve(answering(SICK)) as sick:
         files = [write_environment(folder, name, {"http": {"api": {"base_url": url},
                                                            "ops": {"base_url": url}}}, checks)
                  for name, url in {"healthy": healthy, "sick": sick}.items()]
