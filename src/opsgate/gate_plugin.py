@@ -40,6 +40,7 @@ CASE_RECORD = pytest.StashKey[dict]()
 PREVIOUS_SIGTERM = pytest.StashKey[Any]()
 STOPPED = pytest.StashKey[str]()
 VERDICT_SHOWN = pytest.StashKey[bool]()
+HTML_REPORT = pytest.StashKey[Any]()  # pytest-html's report data, to retitle at the end
 
 
 class CouldNotMeasure(Exception):
@@ -426,17 +427,28 @@ def pytest_sessionfinish_publish(session: pytest.Session, exitstatus: int):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_html_report_title(report: Any) -> None:
+    """Asked at session start, before any verdict: INCOMPLETE until the summary retitles it."""
     state = report.config.stash.get(STATE, None)
     if state is not None:
-        verdict = state.decision.verdict if state.decision else "INCOMPLETE"
-        report.title = (f"opsgate gate {verdict}: {state.info.environment_label} / "
-                        f"{state.info.checklist_label}")
+        report.config.stash[HTML_REPORT] = report
+        _title(report, state)
+
+
+def _title(report: Any, state: RunState) -> None:
+    verdict = state.decision.verdict if state.decision else "INCOMPLETE"
+    report.title = (f"opsgate gate {verdict}: {state.info.environment_label} / "
+                    f"{state.info.checklist_label}")
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str],
                                 session: pytest.Session) -> None:
+    """The verdict banner first; the title now carries the verdict (pytest-html renders both
+    right after this hook)."""
     state = session.config.stash.get(STATE, None)
+    report = session.config.stash.get(HTML_REPORT, None)
+    if state is not None and report is not None:
+        _title(report, state)
     if state is not None and state.document is not None:
         from opsgate.report import verdict_banner
 

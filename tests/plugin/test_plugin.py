@@ -91,6 +91,7 @@ def test_passing_gate_exits_0_and_writes_report_evidence_junit(suite):
     assert check["evidence"]["asked"]["sql"] == "select count(*) from items"
     html = (directory / "report.html").read_text()
     assert "Gate verdict: PASS" in html and "INC-7" in html
+    assert '<h1 id="title">opsgate gate PASS: ' in html  # the title carries the final verdict
     assert (directory / "junit.xml").is_file()
     assert len((directory / "evidence.jsonl").read_text().splitlines()) == 1
 
@@ -108,7 +109,9 @@ def test_failed_check_blocks_with_observed_value(suite):
     assert failed["outcome"] == "failed"
     assert failed["evidence"]["seen"]["rows"] == [[3, -3]] or \
         failed["evidence"]["seen"]["rows"] == [{"id": 3, "price": -3}]
-    assert "violations (1) == 0" in (run_dir(pytester) / "report.html").read_text()
+    html = (run_dir(pytester) / "report.html").read_text()
+    assert "violations (1) == 0" in html
+    assert '<h1 id="title">opsgate gate BLOCKED: ' in html
 
 
 def test_unreachable_target_is_an_error_not_a_failure(suite):
