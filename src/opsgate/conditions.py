@@ -51,18 +51,24 @@ def _operand(text: str) -> Any:
         raise ValueError(f"cannot read the value {text!r}: {exc}") from exc
 
 
-def _number(value: Any) -> float | None:
-    """``value`` as a finite float when it is numeric (numbers or numeric strings)."""
+def numeric(value: Any) -> float | None:
+    """``value`` as a float when it is a number (not a bool) or a numeric string, else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float | Decimal):
-        number = float(value)
-    elif isinstance(value, str):
+        return float(value)
+    if isinstance(value, str):
         try:
-            number = float(value.strip())
+            return float(value.strip())
         except ValueError:
             return None
-    else:
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float when it is numeric (numbers or numeric strings)."""
+    number = numeric(value)
+    if number is None:
         return None
     if math.isnan(number) or math.isinf(number):
         raise Unmeasurable(f"the value is {_special(number)} (not a finite number)")

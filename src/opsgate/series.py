@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from pydantic import BeforeValidator, PlainSerializer
 
-from opsgate.conditions import Condition, Unmeasurable, format_value, words_of
+from opsgate.conditions import Condition, Unmeasurable, format_value, numeric, words_of
 
 if TYPE_CHECKING:
     from opsgate.config.base import Pair
@@ -91,14 +91,7 @@ def as_number(value: Any, timestamp: float | None = None) -> float:
     where = f" at {at(timestamp)}" if timestamp is not None else ""
     if value is None:
         raise Unmeasurable(f"no value{where}")
-    number: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
+    number = numeric(value)
     if number is None:
         raise Unmeasurable(f"the value{where} is {format_value(value)}, not a number")
     if not math.isfinite(number):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, PlainSerializer, model_validator
 
-from opsgate.conditions import format_value, words_of
+from opsgate.conditions import format_value, numeric, words_of
 from opsgate.config.base import CheckBase, CheckId, Pair, Reference
 from opsgate.errors import NoData
 from opsgate.evidence import verify
@@ -180,14 +180,7 @@ class BaselineCheck(CheckBase):
 
 def _number(name: str, reading: Reading, asked: dict[str, Any], seen: dict[str, Any]) -> float:
     value = reading.value
-    number = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
+    number = numeric(value)
     if number is None or not math.isfinite(number):
         raise NoData(f"the {name} value is {format_value(value)}, not a finite number",
                      asked=asked, seen=seen)
