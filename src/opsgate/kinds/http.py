@@ -95,10 +95,25 @@ def compile_jmespath(expression: str) -> Any:
         raise ValueError(f"{expression!r} is not a JMESPath expression: {exc}") from exc
 
 
-class HttpCheck(CheckBase):
-    kind: Literal["http"]
+class HttpRequestCheck(CheckBase):
+    """A check that sends its ``request`` to one HTTP target (``http``, ``idempotency``)."""
+
     target: str | None = None
     request: HttpRequest = HttpRequest()
+
+    def references(self) -> list[Reference]:
+        return [Reference(("target",), "http", self.target)]
+
+    def requests(self) -> list[HttpRequest]:
+        return [self.request]
+
+    def request_timeout(self, targets: Targets) -> float:
+        """Seconds one request may take: its own timeout, else its target's."""
+        return self.request.timeout or targets.http_target(self.target).timeout
+
+
+class HttpCheck(HttpRequestCheck):
+    kind: Literal["http"]
     expect: HttpExpect = HttpExpect(status="== 200")
 
     @model_validator(mode="after")
@@ -108,16 +123,8 @@ class HttpCheck(CheckBase):
                              "'mutating: true' (it then runs only with --allow-mutations)")
         return self
 
-    def references(self) -> list[Reference]:
-        return [Reference(("target",), "http", self.target)]
-
-    def requests(self) -> list[HttpRequest]:
-        return [self.request]
-
     def budget(self, targets: Targets) -> float:
-        if self.timeout is not None:
-            return self.timeout
-        return self.request.timeout or targets.http_target(self.target).timeout
+        return self.timeout if self.timeout is not None else self.request_timeout(targets)
 
     def measure(self, ctx: Context) -> Observation:
         return ctx.http_request(self.target, self.request, self.budget(ctx.targets))

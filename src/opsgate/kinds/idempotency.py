@@ -25,10 +25,10 @@ import jmespath
 from pydantic import Field, field_validator, model_validator
 
 from opsgate.conditions import Condition
-from opsgate.config.base import CheckBase, ConditionText, Pair, Reference, Strict
+from opsgate.config.base import ConditionText, Pair, Strict
 from opsgate.errors import ProbeError
 from opsgate.kinds.flow import TargetSession, holds
-from opsgate.kinds.http import HttpRequest, compile_jmespath
+from opsgate.kinds.http import HttpRequest, HttpRequestCheck, compile_jmespath
 from opsgate.observation import Observation, utcnow
 
 if TYPE_CHECKING:
@@ -47,9 +47,8 @@ class IdempotencyExpect(Strict):
     in_flight: ConditionText | None = None
 
 
-class IdempotencyCheck(CheckBase):
+class IdempotencyCheck(HttpRequestCheck):
     kind: Literal["idempotency"]
-    target: str | None = None
     request: HttpRequest
     key_header: str = Field(default="Idempotency-Key", min_length=1)
     other_json: Any
@@ -80,17 +79,11 @@ class IdempotencyCheck(CheckBase):
                              "the second of two simultaneous requests gets (e.g. '== 409')")
         return self
 
-    def references(self) -> list[Reference]:
-        return [Reference(("target",), "http", self.target)]
-
-    def requests(self) -> list[HttpRequest]:
-        return [self.request]
-
     def budget(self, targets: Targets) -> float:
         if self.timeout is not None:
             return self.timeout
         requests = 4 if self.expect.in_flight is not None else 3
-        return (self.request.timeout or targets.http_target(self.target).timeout) * requests
+        return self.request_timeout(targets) * requests
 
     def measure(self, ctx: Context) -> Observation:
         return IdempotencyRun(self, ctx).run()
