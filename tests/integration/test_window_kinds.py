@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from opsgate.evidence import verify
 from tests.support.catalog import Run, run_gate
+from tests.support.http import serve
 from tests.support.prometheus import constant, history, openmetrics
 
 WINDOW = {"window": "3s", "interval": "500ms"}
@@ -59,11 +59,8 @@ def dlq_server() -> Iterator[str]:
             status, body = 500, {"error": "worker crashed"}
         return Response(json.dumps(body), status=status, content_type="application/json")
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serve(app) as url:
+        yield url
 
 
 @contextmanager

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from psycopg import sql
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.support.http import serve
 from tests.support.prometheus import constant, openmetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,11 +105,8 @@ def version_server():
         return Response(json.dumps({"environment": "production"}),
                         content_type="application/json")
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serve(app) as url:
+        yield url
 
 
 def http_env(url: str, expected: str) -> dict[str, Any]:
