@@ -218,3 +218,36 @@ def test_handwritten_check_without_env_is_a_usage_error(pytester):
     assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()  # at collection
     result.stdout.fnmatch_lines(["*UsageError: opsgate: no environment given*--env NAME*"])
     assert "fixture 'opsgate' not found" not in result.stdout.str()
+
+
+GC_PROBE = '''
+import atexit, gc, os
+
+def _write(line):
+    with open(os.environ["GC_PROBE_FILE"], "a") as handle:
+        handle.write(line + "\\n")
+
+import pytest
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):  # after every other plugin's, pytest's own collection too
+    _write(f"unconfigure {gc.get_freeze_count()}")
+
+atexit.register(lambda: _write(f"exit {gc.get_freeze_count()}"))
+'''
+
+
+def test_loaded_gate_stays_frozen_through_pytests_final_collections(suite, monkeypatch):
+    """The gate's long-lived objects are kept out of the cyclic collector's reach until
+    pytest's own full collections at the end of the run have passed (they would walk them
+    all again), and are given back afterwards."""
+    pytester, database = suite
+    probe = pytester.path / "gc-probe.txt"
+    monkeypatch.setenv("GC_PROBE_FILE", str(probe))
+    pytester.makeconftest(GC_PROBE)
+    env = write_env(pytester, "gc", database, PASSING)
+    result = run(pytester, "--env", str(env))
+    assert result.ret == 0, result.stdout.str()
+    counts = dict(line.split() for line in probe.read_text().splitlines())
+    assert int(counts["unconfigure"]) > 10_000, counts
+    assert int(counts["exit"]) == 0, counts
