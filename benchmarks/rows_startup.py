@@ -1,15 +1,17 @@
 """Row 4: start-up. ``pytest checks --env FILE --collect-only -q`` for a file of 200 checks
-against a bare ``pytest --collect-only -q`` of a one-test file in the same virtual environment.
+against a bare ``pytest --collect-only -q`` of a one-test file in the same virtual environment,
+as issue 5 words it: pytest with no options, so every installed plugin loads (hypothesis, xdist,
+anyio, and opsgate's options-only entry point), as it would for any project in this venv.
 
 The 200 checks mix kinds (http, sql and invariant on PostgreSQL, promql, window) so every
 validator runs: the SQL guard (pglast), the PromQL parser, the database URL check. Nothing is
-contacted during collection. The bare baseline runs in its own folder with the same plugin
-opt-outs opsgate's pyproject gives (``-p no:hypothesispytest -p no:xdist -p no:anyio``) and
-without opsgate's own plugin (``-p no:opsgate``); the bare run with every plugin autoloaded,
-opsgate's included, is shown for information. ``python -X importtime`` of the opsgate command
-tells which packages the start-up goes to (self time summed per top-level package). The
-commands run in interleaved rounds; CPU time is shown beside wall time because it is less
-disturbed by other work on the machine.
+contacted during collection. Two stricter comparisons are shown for information: row 4s gives the
+bare run the same plugin opt-outs opsgate's pyproject gives (``-p no:hypothesispytest -p no:xdist
+-p no:anyio``, and ``-p no:opsgate``), so it holds only pytest's own start-up; row 4c adds to that
+the bare import of the libraries validating a configuration needs (the floor). ``python -X
+importtime`` of the opsgate command tells which packages the start-up goes to (self time summed
+per top-level package). The commands run in interleaved rounds; CPU time is shown beside wall
+time because it is less disturbed by other work on the machine.
 """
 
 from __future__ import annotations
@@ -92,11 +94,13 @@ def bare_file(work: Work) -> Path:
 def floor_file(work: Work) -> Path:
     """A one-test file whose conftest imports what validating a configuration needs
     (pydantic, PyYAML, pglast, promql-parser, jmespath) and does nothing else: the least any
-    validating start-up can cost on this stack."""
+    validating start-up can cost on this stack. ``import pydantic`` alone loads almost nothing
+    (its names load on first use), so the conftest imports ``BaseModel``, as any model does."""
     folder = work.path("floor")
     folder.mkdir(exist_ok=True)
     (folder / "conftest.py").write_text(
-        "import jmespath, pglast, promql_parser, pydantic, yaml  # noqa: F401\n",
+        "import jmespath, pglast, promql_parser, yaml  # noqa: F401\n"
+        "from pydantic import BaseModel  # noqa: F401\n",
         encoding="utf-8")
     path = folder / "test_one.py"
     path.write_text("def test_one():\n    assert True\n", encoding="utf-8")
@@ -149,27 +153,36 @@ def row_startup(work: Work, checks: int, repeats: int, database_url: str,
     wall = {name: median([p.seconds for p in procs]) for name, procs in samples.items()}
     cpu = {name: median([p.cpu_seconds for p in procs]) for name, procs in samples.items()}
     total, packages = import_breakdown(work, env_file)
-    ratio = wall["opsgate"] / wall["bare"]
+    ratio = wall["opsgate"] / wall["autoload"]
+    strict = wall["opsgate"] / wall["bare"]
     notes = [f"CPU time (less sensitive to other load): opsgate {cpu['opsgate']:.2f} s, bare "
-             f"{cpu['bare']:.2f} s, ratio {cpu['opsgate'] / cpu['bare']:.2f}x",
-             f"bare one-test collect: {wall['bare']:.2f} s with opsgate's opt-outs and "
-             f"-p no:opsgate (the baseline); {wall['plugin']:.2f} s with opsgate's plugin "
-             f"autoloaded (every pytest run in this venv pays that); {wall['autoload']:.2f} s "
-             "with every installed plugin autoloaded (hypothesis, xdist, anyio, opsgate)",
+             f"{cpu['autoload']:.2f} s, ratio {cpu['opsgate'] / cpu['autoload']:.2f}x",
+             f"bare one-test collect: {wall['autoload']:.2f} s as the issue words it (every "
+             f"installed plugin autoloaded: hypothesis, xdist, anyio, opsgate's options); "
+             f"{wall['plugin']:.2f} s with opsgate's opt-outs but its options plugin autoloaded "
+             f"(what other projects' pytest runs in this venv pay); {wall['bare']:.2f} s with "
+             "the opt-outs and -p no:opsgate (row 4s)",
              f"imports of the opsgate command: {total:.2f} s; self time by top-level package: "
              + ", ".join(f"{name} {seconds * 1000:.0f} ms"
                          for name, seconds in packages.most_common(14))]
     return [Result("4", f"start-up: --collect-only of {checks} mixed checks vs bare pytest",
-                   f"{wall['opsgate']:.2f} s", f"bare {wall['bare']:.2f} s", ratio_text(ratio),
-                   "<= 1.5x", ratio <= 1.5, notes),
+                   f"{wall['opsgate']:.2f} s", f"bare {wall['autoload']:.2f} s",
+                   ratio_text(ratio), "<= 1.5x", ratio <= 1.5, notes),
+            Result("4s", "start-up vs a bare pytest given opsgate's plugin opt-outs",
+                   f"{wall['opsgate']:.2f} s", f"bare {wall['bare']:.2f} s",
+                   ratio_text(strict), "(info)", None,
+                   [f"against pytest's own start-up alone (the opt-outs, -p no:opsgate) "
+                    f"opsgate takes {strict:.2f}x (CPU {cpu['opsgate'] / cpu['bare']:.2f}x); "
+                    f"1.5x is {'met' if strict <= 1.5 else 'not met'} on this stricter "
+                    "baseline, row 4c says why"]),
             Result("4b", "start-up: --collect-only of row 1's HTTP-only file",
-                   f"{wall['http']:.2f} s", f"bare {wall['bare']:.2f} s",
-                   ratio_text(wall["http"] / wall["bare"]), "(info)", None),
-            Result("4c", "start-up floor: bare + importing the validation libraries",
+                   f"{wall['http']:.2f} s", f"bare {wall['autoload']:.2f} s",
+                   ratio_text(wall["http"] / wall["autoload"]), "(info)", None),
+            Result("4c", "start-up floor: row 4s's bare + importing the validation libraries",
                    f"{wall['floor']:.2f} s", f"bare {wall['bare']:.2f} s",
                    ratio_text(wall["floor"] / wall["bare"]), "(info)", None,
-                   [f"floor: a one-test collect whose conftest only imports pydantic, PyYAML, "
-                    f"pglast, promql-parser and jmespath takes {wall['floor']:.2f} s "
-                    f"({wall['floor'] / wall['bare']:.2f}x bare, CPU "
-                    f"{cpu['floor'] / cpu['bare']:.2f}x); opsgate's own work for {checks} "
+                   [f"floor: a one-test collect with the opt-outs whose conftest only imports "
+                    f"pydantic, PyYAML, pglast, promql-parser and jmespath takes "
+                    f"{wall['floor']:.2f} s ({wall['floor'] / wall['bare']:.2f}x row 4s's bare, "
+                    f"CPU {cpu['floor'] / cpu['bare']:.2f}x); opsgate's own work for {checks} "
                     f"checks is the rest: {wall['opsgate'] - wall['floor']:.2f} s"])]
