@@ -53,8 +53,10 @@ def decide(records: Iterable[dict[str, Any]], *, selected: int, finished: bool) 
         return Decision("BLOCKED", blocking, summary,
                         f"{selected - len(records)} selected check(s) did not run", advisory)
     if blocking:
+        unrun = sum(1 for r in unhappy if not r.get("advisory") and r["outcome"] == "not_run")
+        also = f" ({unrun} did not run)" if unrun else ""
         return Decision("BLOCKED", blocking, summary,
-                        f"{len(blocking)} required check(s) did not pass", advisory)
+                        f"{len(blocking)} required check(s) did not pass{also}", advisory)
     note = f" ({len(advisory)} advisory did not)" if advisory else ""
     return Decision("PASS", [], summary, f"all {selected - len(advisory)} required check(s) "
                     f"passed{note}", advisory)

@@ -371,16 +371,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     finished = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
                               pytest.ExitCode.NO_TESTS_COLLECTED)
-    if not finished and not state.preflight.get("problems"):
-        why = session.config.stash.get(STOPPED, "the run did not finish")
-        _report_not_run(session, state, f"not run: {why}")
+    if not state.preflight.get("problems"):
+        if not finished:
+            why = session.config.stash.get(STOPPED, "the run did not finish")
+            _report_not_run(session, state, f"not run: {why}", "interrupted")
+        elif state.unreported(session.items):  # -x, --maxfail, pytest.exit(returncode=0)
+            _report_not_run(session, state, f"not run: {_stopped_early(session)}",
+                            "stopped_early")
     decision = state.finish(finished)
     if finished:
         session.exitstatus = (pytest.ExitCode.OK if decision.passed
                               else pytest.ExitCode.TESTS_FAILED)
 
 
-def _report_not_run(session: pytest.Session, state: RunState, message: str) -> None:
+def _stopped_early(session: pytest.Session) -> str:
+    """Why a run that ended normally left checks unrun."""
+    why = session.config.stash.get(STOPPED, None)
+    said = session.shouldfail or session.shouldstop  # -x and --maxfail / a plugin's stop
+    if why is None and isinstance(said, str):
+        why = f"the run stopped early ({said})"
+    return why or "the run stopped early"
+
+
+def _report_not_run(session: pytest.Session, state: RunState, message: str,
+                    reason: str) -> None:
     """Items that never ran become not-run records and failed reports, so that JUnit,
     pytest-html and the terminal show them red instead of leaving them out."""
     from pytest_html import extras
@@ -388,7 +402,7 @@ def _report_not_run(session: pytest.Session, state: RunState, message: str) -> N
     from opsgate.report import evidence_block
 
     items = state.unreported(session.items)
-    records = state.not_run(items, message)
+    records = state.not_run(items, message, reason)
     reports = []
     for item, record in zip(items, records, strict=True):
         shown = [extras.html(evidence_block(record))] if case_of(item) is not None else []

@@ -89,8 +89,9 @@ class RunState:
         return [item for item in items if item.nodeid not in self.records
                 and "teardown" not in self.phases.get(item.nodeid, {})]
 
-    def not_run(self, items: list[pytest.Item], message: str) -> list[dict[str, Any]]:
-        """Record ``items`` as not run (reason ``interrupted``) with ``message``; the records."""
+    def not_run(self, items: list[pytest.Item], message: str,
+                reason: str) -> list[dict[str, Any]]:
+        """Record ``items`` as not run with ``message`` and ``reason``; the records."""
         from opsgate.outcome import Outcome
 
         added = []
@@ -101,11 +102,11 @@ class RunState:
                                       environment=self.info.environment_label,
                                       outcome="not_run", message=message, started_at=now,
                                       finished_at=now, redactor=self.redactor)
-                record["reason"] = "interrupted"
+                record["reason"] = reason
             else:
                 record = check_record(
                     ident=case.check.id, environment=case.env.name, check=case.check,
-                    outcome=Outcome("not_run", message, reason="interrupted"),
+                    outcome=Outcome("not_run", message, reason=reason),
                     observation=None, asked={}, seen={}, started_at=now, finished_at=now,
                     nodeid=item.nodeid, redactor=self.redactor, advisory=case.advisory)
             self.records[item.nodeid] = record

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -459,6 +460,18 @@ def test_stopping_early_blocks(pytester, tmp_path, stop):
     counts = gate.document["counts"]
     assert counts["passed"] == 0 and counts["not_run"] >= 2, counts
     assert "did not run" in gate.document["reason"], gate.document["reason"]
+    # every check that never ran is named in the evidence, and in junit.xml as a failure
+    unrun = {c["id"]: c for c in gate.document["checks"] if c["outcome"] == "not_run"}
+    assert {"S1", "S2"} <= set(unrun), gate.document["checks"]
+    why = "the run was stopped (stopping here)" if stop.startswith("pytest.exit") else \
+        "the run stopped early (stopping after 1 failures)"
+    for record in (unrun["S1"], unrun["S2"]):
+        assert record["reason"] == "stopped_early", record
+        assert record["message"] == f"not run: {why}", record["message"]
+    (junit,) = (pytester.path / "out").glob("*/junit.xml")
+    failed = {case.get("name") for case in ElementTree.parse(junit).iter("testcase")
+              if case.find("failure") is not None}
+    assert {"test_check[gate:S1]", "test_check[gate:S2]"} <= failed, junit.read_text()
 
 
 def test_checklist_that_selects_nothing_blocks(pytester, tmp_path):
