@@ -453,11 +453,49 @@ import os
 
 raise RuntimeError(f"cannot import with {os.environ['OPSGATE_SAFETY_1']}")
 '''
+BACKGROUND_THREAD = '''\
+"""A worker thread that prints the secret during tests and between them."""
+
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+SECRET = os.environ["OPSGATE_SAFETY_0"]
+_stop = threading.Event()
+
+
+def _chatter():
+    while not _stop.is_set():
+        print(f"worker token {SECRET}")
+        sys.stderr.write(f"worker saw {SECRET}\\n")
+        time.sleep(0.002)
+
+
+@pytest.fixture(scope="module")
+def worker():
+    thread = threading.Thread(target=_chatter, daemon=True)
+    thread.start()
+    yield
+    _stop.set()
+    thread.join()
+
+
+def test_first(worker):
+    time.sleep(0.1)
+
+
+def test_second(worker):
+    time.sleep(0.1)
+'''
 _SCENARIOS = {
     # module written beside the catalog, environment lines, extra pytest arguments
     "warnings, logged exceptions, properties, extras, xfail, skip, teardown": (
         OTHER_CHANNELS, "", ("--log-cli-level", "INFO", "--log-file-level", "DEBUG")),
     "collection error": (COLLECTION_ERROR, "", ()),
+    "a thread printing during and between tests": (BACKGROUND_THREAD, "", ()),
     "invalid environment": (None, "    bad: {base_url: 'http://127.0.0.1:9', "
                                   "timeout: '${OPSGATE_SAFETY_0}'}\n", ()),
     "database unreachable before any check": (
@@ -502,6 +540,10 @@ def test_other_channels_leak_nothing(bare_catalog: pytest.Pytester, scenario: st
     assert len(outputs) > 2 or result.ret == pytest.ExitCode.USAGE_ERROR
     found = leaks(FIXED_SECRETS, outputs)
     assert not found, f"{scenario}: {len(found)} leaks:\n" + "\n".join(found[:20])
+    if module is BACKGROUND_THREAD:  # the worker's lines were captured, and masked
+        (report,) = [text for name, text in outputs.items() if name.endswith("report.html")]
+        assert "worker token " + MASK in report, outputs["stdout"][-2000:]
+        assert "worker saw " + MASK in report
 
 
 # ---------------------------------------------------------------- the redactor alone
