@@ -30,11 +30,11 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from opsgate.evidence import verify
 from opsgate.scheduler import GRACE
+from tests.support.http import serve
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:xdist",
@@ -400,13 +400,6 @@ def assert_no_backend_left(pg_database: Any, within: float = 5.0) -> float:
 
 
 # ---------------------------------------------------------------- the checks that are not stuck
-class QuietHandler(WSGIRequestHandler):
-    """Werkzeug's request handler without a log line per request."""
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def ok_server() -> Iterator[str]:
     """A real HTTP server that answers at once: the run's checks that are not stuck."""
@@ -415,15 +408,8 @@ def ok_server() -> Iterator[str]:
     def app(request: Request) -> Response:
         return Response(json.dumps({"count": 3}), content_type="application/json")
 
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve(app) as url:
+        yield url
 
 
 # ---------------------------------------------------------------- (a) black-holed HTTP

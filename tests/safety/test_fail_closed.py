@@ -22,9 +22,9 @@ import math
 import shutil
 import sqlite3
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,6 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from opsgate.config.loader import load_environment
@@ -42,6 +41,7 @@ from opsgate.errors import ProbeError
 from opsgate.evaluate import evaluate
 from opsgate.outcome import Outcome
 from opsgate.runner import CheckCase, ProbeRunner
+from tests.support.http import serve as serve_http
 from tests.support.prometheus import constant, free_port, history, openmetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,11 +139,6 @@ def promql_check(ident: str, query: str, expect: str, **options: Any) -> dict[st
 
 
 # ---------------------------------------------------------------- loopback servers
-class Quiet(WSGIRequestHandler):
-    def log(self, *args: object) -> None:
-        """No request log on the test's output."""
-
-
 @dataclass
 class Server:
     """A werkzeug server in a thread whose answer the test sets."""
@@ -169,18 +164,9 @@ def serve(ssl_context: Any = None) -> Server:
         return Response(answer["body"], status=answer["status"],
                         content_type=answer["content_type"])
 
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet,
-                         ssl_context=ssl_context)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    scheme = "https" if ssl_context is not None else "http"
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-    return Server(f"{scheme}://127.0.0.1:{server.server_port}", answer, stop)
+    running = ExitStack()
+    url = running.enter_context(serve_http(app, ssl_context=ssl_context))
+    return Server(url, answer, running.close)
 
 
 @pytest.fixture(scope="module")

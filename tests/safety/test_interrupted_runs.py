@@ -24,7 +24,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,10 +33,10 @@ from xml.etree import ElementTree
 
 import pytest
 import yaml
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from opsgate.evidence import verify
+from tests.support.http import serve
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:xdist",
@@ -52,13 +51,6 @@ QUICK = ("Q1", "Q2")
 
 
 # ---------------------------------------------------------------- the target
-class QuietHandler(WSGIRequestHandler):
-    """Werkzeug's request handler without a log line per request."""
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def api() -> Iterator[str]:
     """A local HTTP API answering ``{"count": 3}``; ``?sleep=S`` answers after S seconds."""
@@ -68,15 +60,8 @@ def api() -> Iterator[str]:
         time.sleep(float(request.args.get("sleep", 0)))
         return Response(json.dumps({"count": 3}), content_type="application/json")
 
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve(app) as url:
+        yield url
 
 
 def quick(ident: str, path: str = "/") -> dict[str, Any]:

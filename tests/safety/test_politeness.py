@@ -32,8 +32,9 @@ from urllib.parse import parse_qs
 
 import pytest
 import yaml
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.support.http import serve
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = ("-p", "no:hypothesispytest", "-p", "no:xdist", "-p", "no:anyio")
@@ -41,11 +42,6 @@ SLOW = 0.2
 
 
 # ---------------------------------------------------------------- the servers
-class Quiet(WSGIRequestHandler):
-    def log(self, *args: object) -> None:
-        """No request log on the test's output."""
-
-
 @dataclass
 class Recorder:
     """What reached a server: requests in flight (and the most at once), every arrival."""
@@ -135,15 +131,8 @@ def server_module() -> Iterator[Server]:
         finally:
             recorder.leave()
 
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Server(f"http://127.0.0.1:{server.server_port}", recorder)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve(app) as url:
+        yield Server(url, recorder)
 
 
 @pytest.fixture

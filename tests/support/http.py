@@ -6,9 +6,10 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 
@@ -27,12 +28,25 @@ def echo_server():
         yield url
 
 
+class QuietHandler(WSGIRequestHandler):
+    """Werkzeug's request handler without a log line per request."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 @contextmanager
-def serve(app: Callable) -> Iterator[str]:
-    """Run the WSGI ``app`` on a free loopback port; its base URL while the block runs."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def serve(app: Callable, *, ssl_context: Any = None) -> Iterator[str]:
+    """Run the WSGI ``app`` on a free loopback port, without request logs; its base URL
+    (``https`` with ``ssl_context``) while the block runs."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler,
+                         ssl_context=ssl_context)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    scheme = "https" if ssl_context is not None else "http"
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"{scheme}://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
