@@ -24,6 +24,7 @@ from opsgate.evidence import check_record
 from opsgate.guard import refusal
 from opsgate.observation import utcnow
 from opsgate.outcome import Outcome
+from opsgate.plugin import PROCESS_STREAMS
 from opsgate.redaction import Redactor
 from opsgate.runner import CheckCase, ProbeRunner
 from opsgate.scheduler import RunDeadlinePassed
@@ -34,6 +35,7 @@ from opsgate.session import (
     restore_logging,
     start,
 )
+from opsgate.streams import redact_with
 
 STATE = pytest.StashKey[RunState]()
 CASE_RECORD = pytest.StashKey[dict]()
@@ -63,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(RunEnding(config), "opsgate-ending")
     _replace_metadata(config, state)
     quiet_and_redact_logging(state.redactor)
+    redact_with(config.stash.get(PROCESS_STREAMS, []), state.redactor)
     config.stash[PREVIOUS_SIGTERM] = _handle_sigterm()
 
 

@@ -13,6 +13,8 @@ import pytest
 
 #: Fixtures that exist only in a gate run: a test asking for one without ``--env`` is refused.
 GATE_FIXTURES = frozenset({"opsgate_check", "opsgate_outcome", "opsgate", "opsgate_runner"})
+#: The redacting wrappers of sys.stdout and sys.stderr of a gate run (opsgate.streams).
+PROCESS_STREAMS = pytest.StashKey[list]()
 
 
 # ---------------------------------------------------------------- options and start-up
@@ -45,6 +47,21 @@ def _duration_option(value: str) -> float:
         return parse_duration(value)
     except ValueError as exc:
         raise pytest.UsageError(f"--run-deadline: {exc}") from None
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
+                                  args: list[str]):
+    """With ``--env``, wrap sys.stdout and sys.stderr for redaction before pytest's capture
+    starts (this wrapper runs outside capture's), so that capture saves and restores them.
+    The streams are put back by a clean-up that runs after capture's own."""
+    if early_config.known_args_namespace.env:
+        from opsgate.streams import wrap_process_streams
+
+        wrappers, restore = wrap_process_streams()
+        early_config.add_cleanup(restore)
+        early_config.stash[PROCESS_STREAMS] = wrappers
+    return (yield)
 
 
 @pytest.hookimpl(tryfirst=True)

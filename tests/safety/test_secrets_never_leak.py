@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -45,10 +44,10 @@ import pytest
 import pytest_html
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from opsgate.redaction import MASK, Redactor
+from tests.support.http import serve
 
 REPO = Path(__file__).resolve().parents[2]
 PER_RUN = 50
@@ -233,11 +232,6 @@ def truncated_leaks(secrets: list[str], outputs: dict[str, str]) -> list[str]:
 
 
 # ---------------------------------------------------------------- the echo server
-class _Quiet(WSGIRequestHandler):
-    def log(self, *args: object) -> None:
-        """No request log: this process's output is not what the test scans."""
-
-
 @Request.application
 def _echo(request: Request) -> Response:
     """The request's URL, headers and body as JSON, and a cookie made from its token."""
@@ -251,11 +245,8 @@ def _echo(request: Request) -> Response:
 
 @pytest.fixture(scope="module")
 def echo_server() -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, _echo, threaded=True, request_handler=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serve(_echo) as url:
+        yield url
 
 
 # ---------------------------------------------------------------- the run
@@ -454,48 +445,48 @@ import os
 raise RuntimeError(f"cannot import with {os.environ['OPSGATE_SAFETY_1']}")
 '''
 BACKGROUND_THREAD = '''\
-"""A worker thread that prints the secret during tests and between them."""
+"""A worker thread that prints the secret inside a test and outside any test."""
 
 import os
 import sys
 import threading
-import time
-
-import pytest
 
 SECRET = os.environ["OPSGATE_SAFETY_0"]
-_stop = threading.Event()
 
 
 def _chatter():
-    while not _stop.is_set():
-        print(f"worker token {SECRET}")
-        sys.stderr.write(f"worker saw {SECRET}\\n")
-        time.sleep(0.002)
+    print(f"worker token {SECRET}")
+    sys.stderr.write(f"worker saw {SECRET}\\n")
 
 
-@pytest.fixture(scope="module")
-def worker():
-    thread = threading.Thread(target=_chatter, daemon=True)
+def _worker():
+    thread = threading.Thread(target=_chatter)
     thread.start()
-    yield
-    _stop.set()
     thread.join()
 
 
-def test_first(worker):
-    time.sleep(0.1)
+class _Outside:
+    """Runs the worker while pytest reports test_first's teardown: its capture is off."""
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "teardown" and "test_first" in report.nodeid:
+            _worker()
 
 
-def test_second(worker):
-    time.sleep(0.1)
+def test_first(request):
+    request.config.pluginmanager.register(_Outside(), "outside-worker")
+    _worker()
+
+
+def test_second():
+    pass
 '''
 _SCENARIOS = {
     # module written beside the catalog, environment lines, extra pytest arguments
     "warnings, logged exceptions, properties, extras, xfail, skip, teardown": (
         OTHER_CHANNELS, "", ("--log-cli-level", "INFO", "--log-file-level", "DEBUG")),
     "collection error": (COLLECTION_ERROR, "", ()),
-    "a thread printing during and between tests": (BACKGROUND_THREAD, "", ()),
+    "a thread printing inside and outside tests": (BACKGROUND_THREAD, "", ()),
     "invalid environment": (None, "    bad: {base_url: 'http://127.0.0.1:9', "
                                   "timeout: '${OPSGATE_SAFETY_0}'}\n", ()),
     "database unreachable before any check": (
@@ -540,10 +531,12 @@ def test_other_channels_leak_nothing(bare_catalog: pytest.Pytester, scenario: st
     assert len(outputs) > 2 or result.ret == pytest.ExitCode.USAGE_ERROR
     found = leaks(FIXED_SECRETS, outputs)
     assert not found, f"{scenario}: {len(found)} leaks:\n" + "\n".join(found[:20])
-    if module is BACKGROUND_THREAD:  # the worker's lines were captured, and masked
+    if module is BACKGROUND_THREAD:  # the worker's lines are there, masked
         (report,) = [text for name, text in outputs.items() if name.endswith("report.html")]
-        assert "worker token " + MASK in report, outputs["stdout"][-2000:]
+        assert "worker token " + MASK in report, outputs["stdout"][-2000:]  # inside: captured
         assert "worker saw " + MASK in report
+        assert "worker token " + MASK in outputs["stdout"]  # outside: the terminal
+        assert "worker saw " + MASK in outputs["stderr"]
 
 
 # ---------------------------------------------------------------- the redactor alone
@@ -648,20 +641,14 @@ def test_signing_secrets_and_signatures_reach_no_output(bare_catalog: pytest.Pyt
         response.set_cookie("echo", request.headers.get("Authorization", "none"))
         return response
 
-    server = make_server("127.0.0.1", 0, echo, threaded=True, request_handler=_Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     environment = bare_catalog.path / "signing.yaml"
-    environment.write_text(SIGNED_ENVIRONMENT.replace(
-        "BASE", f"http://127.0.0.1:{server.server_port}"), encoding="utf-8")
     values = {f"{VAR}{i}": secret for i, secret in enumerate(SIGNING_SECRETS)}
     report_dir = bare_catalog.path / "out"
-    try:
-        with mock.patch.dict(os.environ, values):
-            result = bare_catalog.runpytest_subprocess(
-                "checks", "--env", str(environment), "--report-dir", str(report_dir), "-rA",
-                "-l", "--allow-mutations", "--log-level", "DEBUG", *LEAN_PYTEST, timeout=120)
-    finally:
-        server.shutdown()
+    with serve(echo) as url, mock.patch.dict(os.environ, values):
+        environment.write_text(SIGNED_ENVIRONMENT.replace("BASE", url), encoding="utf-8")
+        result = bare_catalog.runpytest_subprocess(
+            "checks", "--env", str(environment), "--report-dir", str(report_dir), "-rA",
+            "-l", "--allow-mutations", "--log-level", "DEBUG", *LEAN_PYTEST, timeout=120)
     assert result.ret == 1, result.stdout.str()[-3000:]
     (run_folder,) = report_dir.iterdir()
     outputs = outputs_of(result, run_folder)
