@@ -41,6 +41,7 @@ from opsgate.errors import ProbeError
 from opsgate.evaluate import evaluate
 from opsgate.outcome import Outcome
 from opsgate.runner import CheckCase, ProbeRunner
+from tests.support.catalog import Gate
 from tests.support.http import serve as serve_http
 from tests.support.prometheus import constant, free_port, history, openmetrics
 
@@ -51,26 +52,6 @@ RUN_TIMEOUT = 90.0
 
 
 # ---------------------------------------------------------------- running the gate
-@dataclass
-class Gate:
-    """One run of the catalog: pytest's result and the run's evidence.json (when written)."""
-
-    result: pytest.RunResult
-    document: dict[str, Any] | None
-
-    @property
-    def output(self) -> str:
-        return self.result.stdout.str() + "\n" + self.result.stderr.str()
-
-    def check(self, ident: str) -> dict[str, Any]:
-        """The evidence record of configured check ``ident``."""
-        assert self.document is not None, f"no evidence.json was written:\n{self.output}"
-        found = [c for c in self.document["checks"] if c["id"] == ident]
-        assert len(found) == 1, (f"{ident} not in {[c['id'] for c in self.document['checks']]}"
-                                 f"\n{self.output}")
-        return found[0]
-
-
 def run_gate(pytester: pytest.Pytester, environment: dict[str, Any], *args: str,
              handwritten: dict[str, str] | None = None) -> Gate:
     """Run ``pytest checks --env FILE *args`` on ``environment`` in a subprocess.

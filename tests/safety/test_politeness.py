@@ -34,6 +34,7 @@ import pytest
 import yaml
 from werkzeug.wrappers import Request, Response
 
+from tests.support.catalog import Gate
 from tests.support.http import serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -182,22 +183,6 @@ def dropping_server() -> Iterator[tuple[str, list[float]]]:
 
 
 # ---------------------------------------------------------------- running the gate
-@dataclass
-class Gate:
-    result: pytest.RunResult
-    document: dict[str, Any] | None
-
-    @property
-    def output(self) -> str:
-        return self.result.stdout.str() + "\n" + self.result.stderr.str()
-
-    def check(self, ident: str) -> dict[str, Any]:
-        assert self.document is not None, f"no evidence.json was written:\n{self.output}"
-        found = [c for c in self.document["checks"] if c["id"] == ident]
-        assert len(found) == 1, self.output
-        return found[0]
-
-
 def run_gate(pytester: pytest.Pytester, environment: dict[str, Any], *args: str) -> Gate:
     if not (pytester.path / "checks").exists():
         shutil.copytree(REPO / "checks", pytester.path / "checks")

@@ -32,6 +32,26 @@ QUIET = ("-p", "no:hypothesispytest", "-p", "no:xdist", "-p", "no:anyio")
 
 
 @dataclass
+class Gate:
+    """One run of the catalog: pytest's result and the run's evidence.json (when written)."""
+
+    result: pytest.RunResult
+    document: dict[str, Any] | None
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout.str() + "\n" + self.result.stderr.str()
+
+    def check(self, ident: str) -> dict[str, Any]:
+        """The evidence record of configured check ``ident``."""
+        assert self.document is not None, f"no evidence.json was written:\n{self.output}"
+        found = [c for c in self.document["checks"] if c["id"] == ident]
+        assert len(found) == 1, (f"{ident} not in {[c['id'] for c in self.document['checks']]}"
+                                 f"\n{self.output}")
+        return found[0]
+
+
+@dataclass
 class Run:
     """One run of the catalog: pytest's result, its evidence.json and how long it took."""
 
